@@ -1,0 +1,27 @@
+# The two commands a newcomer runs (see README.md):
+#   make demo   prepare the built-in corpus -> train the tiny model on CPU -> print samples
+#   make test   the test suite (what CI runs)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: demo test venv incidents clean
+
+# The venv is (re)built when requirements.txt changes; the stamp file records a finished install.
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) prepare.py
+	$(PY) train.py config/tiny.py
+	$(PY) sample.py --ckpt out/tiny --num-samples 2 --max-new-tokens 200
+
+test: venv
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf out report
