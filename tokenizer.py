@@ -1,5 +1,621 @@
-"""tokenizer.py — not written yet (see the project's issues). It says so and exits non-zero rather than pretend."""
+"""
+tokenizer.py: a byte-level BPE tokenizer, trained from scratch, encoded with tiktoken.
+
+    python tokenizer.py train   --input data/shakespeare --vocab-size 8192 --out out/tok8k
+    python tokenizer.py encode  --tokenizer out/tok8k --show  < some.txt    # ids (and the pieces)
+    python tokenizer.py decode  --tokenizer out/tok8k          < ids.txt     # text
+    python tokenizer.py compare --input data/shakespeare --sizes 1024,4096,8192,16384,32768
+
+The lesson, top to bottom:
+  1. split text into chunks with a GPT-4-style regex (merges never cross a chunk boundary)
+  2. start from the 256 byte values, so every string is representable: there is no unknown token
+  3. repeatedly merge the most frequent adjacent pair into a new token (train_naive: the textbook loop;
+     train_merges: the same result, counted incrementally so 8k merges on 10 MB take seconds, not hours)
+  4. save merges in rank order (tokenizer.json) and every token's bytes (vocab.txt)
+  5. encode with tiktoken (Rust, fast) or with encode_reference (pure Python, ~20 lines); both agree.
+"""
+import argparse
+import functools
+import hashlib
+import heapq
+import json
+import os
+import re
+import resource
 import sys
+import tempfile
+import time
+import unicodedata
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import tiktoken
+
+EOT = "<|endoftext|>"
+FORMAT_VERSION = 1
+
+# ---------------------------------------------------------------------------------------------------------
+# 1. Pre-tokenization: the split pattern
+#
+# GPT-4's (cl100k) pattern, with one change: runs of Chinese/Japanese characters are their own chunks, so
+# "Python编程" splits as "Python", "编程" and Latin-script merges stay reusable. What each branch does:
+#   's 't 're 've 'm 'll 'd          English contractions stay separate pieces
+#   [^\r\n L N]?L+                  a word with one optional leading space/punctuation ("_name", " the")
+#    ?CJK+                           a run of Chinese/Japanese characters (no spaces between words), which
+#                                    takes a leading space but not punctuation: "，" stays its own token
+#   N{1,3}                           numbers in groups of at most three digits (no 6-digit tokens)
+#    ?[^\s L N]+[\r\n]*              a run of punctuation/operators, e.g. " ==", "):\n" (code-friendly)
+#   \s*[\r\n]+                       line breaks together with the spaces before them
+#   \s+(?!\S) | \s+                  indentation; the last space is left to join the next word
+# tiktoken runs this pattern with Rust's regex engine, our reference encoder with Python's `re`. `re` has no
+# \p{L}, and the two engines also disagree on details (Python's \s includes \x1c-\x1f, Unicode versions
+# differ), so the saved pattern spells every class out as explicit characters: both engines then split
+# every string identically, whatever Unicode tables they ship.
+PATTERN_TEMPLATE = (r"'(?:[sdmtSDMT]|[lL][lL]|[vV][eE]|[rR][eE])"
+                    r"|[^\r\n{L}{CJK}{N}]?[{L}]+"
+                    r"| ?[{CJK}]+"
+                    r"|[{N}]{{1,3}}"
+                    r"| ?[^{S}{L}{CJK}{N}]+[\r\n]*"
+                    r"|[{S}]*[\r\n]+"
+                    r"|[{S}]+(?![^{S}])"
+                    r"|[{S}]+")
+CJK_BLOCKS = [(0x3040, 0x30FF), (0x31F0, 0x31FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF),
+              (0x20000, 0x3FFFF)]  # kana, CJK ideographs and their extensions
+WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + \
+             "\u2028\u2029\u202f\u205f\u3000"  # Unicode White_Space, what Rust's \s means
+
+
+def char_class(codepoints):
+    """Sorted code points -> the inside of a [...] class with ranges, e.g. [65..90, 97] -> 'A-Za'."""
+    out, i = [], 0
+    while i < len(codepoints):
+        j = i
+        while j + 1 < len(codepoints) and codepoints[j + 1] == codepoints[j] + 1:
+            j += 1
+        lo, hi = (re.sub(r"([\\\]\[^\-&~])", r"\\\1", chr(c)) for c in (codepoints[i], codepoints[j]))
+        out.append(lo if i == j else f"{lo}-{hi}")
+        i = j + 1
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=1)
+def split_pattern():
+    """The exact pattern (about 10 kB) built from this Python's Unicode tables; it is saved with the merges."""
+    letters, cjk, numbers = [], [], []
+    for c in range(0x110000):
+        cat = unicodedata.category(chr(c))
+        if cat[0] == "L":
+            (cjk if any(lo <= c <= hi for lo, hi in CJK_BLOCKS) else letters).append(c)
+        elif cat[0] == "N":
+            numbers.append(c)
+    return PATTERN_TEMPLATE.format(L=char_class(letters), CJK=char_class(cjk), N=char_class(numbers),
+                                   S=char_class(sorted(map(ord, WHITESPACE))))
+
+
+def clean_surrogates(text):
+    """Lone surrogates (U+D800-DFFF, e.g. from a bad decode) are not characters and have no UTF-8 bytes.
+    Policy, the same as tiktoken's: a high+low pair becomes the character it spells, any other surrogate
+    becomes U+FFFD. So decode(encode(s)) == clean_surrogates(s), which is s for all real text."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def count_chunks(texts, pattern):
+    """Documents -> {chunk bytes: how often it occurs}. Training only ever sees these unique chunks."""
+    split, counts = re.compile(pattern), Counter()
+    for text in texts:
+        counts.update(split.findall(clean_surrogates(text)))
+    return {chunk.encode("utf-8"): n for chunk, n in counts.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 2. Training: the textbook loop first, then the fast one. Both return the same merges.
+#
+# Tie-breaking (so training is deterministic): the most frequent pair wins; among equal counts the pair
+# with the smallest (left id, right id). A merge whose bytes already exist as a token (it can happen: "a"+"bc"
+# after "ab"+"c") reuses that token instead of minting a duplicate, which tiktoken could not load.
+
+def merge(ids, pair, new_id):
+    """Replace every occurrence of pair, left to right: ([1, 2, 3, 1, 2], (1, 2), 4) -> [4, 3, 4]."""
+    out, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def mint(pair, token_bytes, ids_of, merges):
+    """The id for the merged pair: an existing token with the same bytes, else a new one."""
+    merged = token_bytes[pair[0]] + token_bytes[pair[1]]
+    if merged not in ids_of:
+        ids_of[merged] = len(token_bytes)
+        token_bytes.append(merged)
+        merges.append(pair)
+    return ids_of[merged]
+
+
+def train_naive(chunk_counts, n_merges):
+    """Recount every pair after every merge: O(merges x corpus). Clear, and the check for train_merges."""
+    words = [(list(chunk), n) for chunk, n in chunk_counts.items()]
+    token_bytes, merges = [bytes([b]) for b in range(256)], []
+    ids_of = {b: i for i, b in enumerate(token_bytes)}
+    while len(merges) < n_merges:
+        stats = Counter()  # pair -> occurrences, e.g. [1, 2, 3, 1, 2] x1 -> {(1, 2): 2, (2, 3): 1, (3, 1): 1}
+        for ids, n in words:
+            for pair in zip(ids, ids[1:]):
+                stats[pair] += n
+        if not stats:
+            break  # every chunk is a single token: the text supports no more merges
+        pair = min(stats, key=lambda p: (-stats[p], p))
+        new_id = mint(pair, token_bytes, ids_of, merges)
+        words = [(merge(ids, pair, new_id), n) for ids, n in words]
+    return merges
+
+
+def train_merges(chunk_counts, n_merges, log=None):
+    """The same merges as train_naive, with incremental counts. Three structures:
+    counts[pair]  occurrences of the pair, weighted by chunk frequency
+    where[pair]   ids of the chunks that contain it: a merge rewrites only those chunks
+    heap          (-count, pair) entries. A count only ever falls, except for pairs that contain the new
+                  token (those are pushed fresh), so a popped entry whose count is out of date is pushed back
+                  with the right count ("lazy invalidation") and the first up-to-date entry is the true max.
+    Returns (merges, seconds): seconds[i] = time from start until merge i was done."""
+    words = [list(chunk) for chunk in chunk_counts]
+    freqs = list(chunk_counts.values())
+    counts, where = defaultdict(int), defaultdict(set)
+    for w, ids in enumerate(words):
+        for pair in zip(ids, ids[1:]):
+            counts[pair] += freqs[w]
+            where[pair].add(w)
+    heap = [(-n, pair) for pair, n in counts.items()]
+    heapq.heapify(heap)
+    token_bytes, merges, seconds, start = [bytes([b]) for b in range(256)], [], [], time.perf_counter()
+    ids_of = {b: i for i, b in enumerate(token_bytes)}
+    while len(merges) < n_merges and heap:
+        neg, pair = heapq.heappop(heap)
+        if counts.get(pair, 0) != -neg:  # stale entry
+            if counts.get(pair, 0) > 0:
+                heapq.heappush(heap, (-counts[pair], pair))
+            continue
+        new_id = mint(pair, token_bytes, ids_of, merges)
+        fresh = set()  # pairs containing new_id: the only counts that rise
+        for w in where.pop(pair):
+            ids, n = words[w], freqs[w]
+            new_ids = merge(ids, pair, new_id)
+            for p in zip(ids, ids[1:]):
+                counts[p] -= n
+            for p in zip(new_ids, new_ids[1:]):
+                counts[p] += n
+                if new_id in p:
+                    fresh.add(p)
+                    where[p].add(w)
+            words[w] = new_ids
+        del counts[pair]
+        for p in sorted(fresh):
+            heapq.heappush(heap, (-counts[p], p))
+        if len(merges) > len(seconds):
+            seconds.append(time.perf_counter() - start)
+            if log:
+                log(len(merges), pair, new_id, -neg, token_bytes)
+    return merges, seconds
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 3. Saving and loading. tokenizer.json is the machine file, vocab.txt the one to read.
+
+def token_bytes_of(merges):
+    """Merges in rank order -> the bytes of every token id: 256 single bytes, then one per merge."""
+    vocab = [bytes([b]) for b in range(256)]
+    for left, right in merges:
+        vocab.append(vocab[left] + vocab[right])
+    return vocab
+
+
+def content_hash(pattern, merges, special_tokens):
+    blob = json.dumps({"pattern": pattern, "merges": merges, "special_tokens": special_tokens},
+                      sort_keys=True, ensure_ascii=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def show(b):
+    """Token bytes, readable: valid UTF-8 as text, other bytes as \\xNN, invisible characters escaped."""
+    out = []
+    for c in b.decode("utf-8", errors="surrogateescape"):
+        if 0xDC80 <= ord(c) <= 0xDCFF:  # surrogateescape's stand-in for a byte that is not valid UTF-8
+            out.append(f"\\x{ord(c) - 0xDC00:02x}")
+        else:
+            out.append(c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode())
+    return "".join(out)
+
+
+def write_atomic(path, text):
+    path = Path(path)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False) as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(f.name, path)
+
+
+def save_tokenizer(out_dir, pattern, merges, special_names=(EOT,), stats=None):
+    """Write tokenizer.json (+ vocab.txt). Specials take the ids after the merges. Returns the path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    merges = [list(m) for m in merges]
+    specials = {name: 256 + len(merges) + i for i, name in enumerate(special_names)}
+    spec = {"format": "nanopretrain-bpe", "version": FORMAT_VERSION, "n_vocab": 256 + len(merges) + len(specials),
+            "hash": content_hash(pattern, merges, specials), "special_tokens": specials,
+            "pattern_template": PATTERN_TEMPLATE, "unicode_version": unicodedata.unidata_version,
+            "training": stats or {}, "pattern": pattern}
+    vocab = token_bytes_of(merges)
+    lines = [f"[{show(vocab[i])}] {i}" for i in range(256)]
+    lines += [f"[{show(vocab[a])}][{show(vocab[b])}] -> [{show(vocab[256 + i])}] {256 + i}"
+              for i, (a, b) in enumerate(merges)]
+    lines += [f"{name} {i} (special)" for name, i in specials.items()]
+    write_atomic(out_dir / "vocab.txt", "\n".join(lines) + "\n")
+    head = json.dumps(spec, ensure_ascii=False, indent=1)[:-2]  # without the closing "\n}"
+    body = ",\n".join(f"  [{a}, {b}]" for a, b in merges)  # one merge per line, in rank order
+    write_atomic(out_dir / "tokenizer.json", f'{head},\n "merges": [\n{body}\n ]\n}}\n')
+    return out_dir / "tokenizer.json"
+
+
+def read_spec(path):
+    """A tokenizer dir or its tokenizer.json -> the checked dict (the hash must match the content)."""
+    path = Path(path)
+    file = path / "tokenizer.json" if path.is_dir() else path
+    try:
+        spec = json.loads(file.read_text(encoding="utf-8"))
+        merges = [tuple(m) for m in spec["merges"]]
+        actual = content_hash(spec["pattern"], spec["merges"], spec["special_tokens"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{file}: not a readable tokenizer.json ({type(e).__name__}: {e})") from None
+    if actual != spec["hash"]:
+        raise ValueError(f"{file}: content hash {actual[:12]} does not match the stored {spec['hash'][:12]} "
+                         "(edited by hand?)")
+    return {**spec, "merges": merges}
+
+
+def encoding_from_spec(spec):
+    vocab = token_bytes_of(spec["merges"])
+    return tiktoken.Encoding(name=f"nanopretrain-{spec['hash'][:12]}", pat_str=spec["pattern"],
+                             mergeable_ranks={b: i for i, b in enumerate(vocab)},
+                             special_tokens=spec["special_tokens"], explicit_n_vocab=spec["n_vocab"])
+
+
+def load_tokenizer(path_or_name):
+    """A tokenizer dir / tokenizer.json, or a published tiktoken name ("gpt2", "cl100k_base") -> Encoding."""
+    if Path(path_or_name).exists():
+        return encoding_from_spec(read_spec(path_or_name))
+    if str(path_or_name) in tiktoken.list_encoding_names():
+        try:
+            return tiktoken.get_encoding(str(path_or_name))
+        except Exception as e:  # tiktoken downloads the published merges once, then caches them
+            raise ValueError(f"{path_or_name}: could not fetch the published encoding (offline? "
+                             f"{type(e).__name__}); it needs internet the first time") from None
+    raise ValueError(f"{path_or_name}: no such tokenizer directory, and not a published encoding "
+                     f"({', '.join(tiktoken.list_encoding_names())})")
+
+
+def tokenizer_hash(path):
+    """The content hash (sha256 hex of pattern + merges + specials) stored in tokenizer.json."""
+    return read_spec(path)["hash"]
+
+
+def check_fits_uint16(n_vocab, where="tokenizer"):
+    """Token bins are uint16: ids 0..65,535, so at most 65,536 tokens. Raise a clear error otherwise."""
+    if n_vocab > 2 ** 16:
+        raise ValueError(f"{where}: a vocabulary of {n_vocab:,} tokens has ids up to {n_vocab - 1:,}, which "
+                         "do not fit uint16 token bins (max 65,535); train a smaller vocabulary")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 4. The reference encoder: what tiktoken does, in plain Python.
+#
+# tiktoken does not replay the merge list: inside a chunk it repeatedly merges the adjacent pair whose
+# concatenated bytes have the lowest rank (= token id), leftmost first on ties, and a chunk that is a whole
+# token is looked up directly. We follow the same rule, so the two agree token for token.
+
+def encode_chunk(chunk, ranks):
+    if chunk in ranks:
+        return [ranks[chunk]]
+    parts = [chunk[i:i + 1] for i in range(len(chunk))]
+    while len(parts) > 1:
+        merged = [ranks.get(a + b, float("inf")) for a, b in zip(parts, parts[1:])]
+        best = min(range(len(merged)), key=merged.__getitem__)
+        if merged[best] == float("inf"):
+            break
+        parts[best:best + 2] = [parts[best] + parts[best + 1]]
+    return [ranks[p] for p in parts]
+
+
+def encode_reference(text, spec):
+    """Pure-Python equivalent of enc.encode_ordinary(text) for a loaded spec (special text stays text)."""
+    ranks = {b: i for i, b in enumerate(token_bytes_of(spec["merges"]))}
+    cache, ids = {}, []
+    for chunk in re.findall(spec["pattern"], clean_surrogates(text)):
+        if chunk not in cache:
+            cache[chunk] = encode_chunk(chunk.encode("utf-8"), ranks)
+        ids.extend(cache[chunk])
+    return ids
+
+
+def decode_reference(ids, spec):
+    vocab = token_bytes_of(spec["merges"]) + [name.encode() for name in spec["special_tokens"]]
+    return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 5. Training from files
+
+def read_text_file(path):
+    """One UTF-8 text file -> str, or ValueError naming the file (empty, binary, not UTF-8)."""
+    data = Path(path).read_bytes()
+    if not data.strip():
+        raise ValueError(f"{path}: empty file, nothing to train on")
+    if b"\0" in data:
+        raise ValueError(f"{path}: looks binary (contains NUL bytes); the tokenizer trains on UTF-8 text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
+
+
+def read_documents(inputs):
+    """Files and directories -> (texts, skipped). Each file is one document. A file named on the command
+    line must be good text; inside a directory (read recursively, sorted, hidden files and __pycache__
+    skipped) files that are binary, empty or not UTF-8 are skipped and counted."""
+    texts, skipped = [], 0
+    for name in inputs:
+        path = Path(name)
+        if not path.exists():
+            raise ValueError(f"{path}: no such file or directory")
+        if path.is_file():
+            texts.append(read_text_file(path))
+            continue
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            if any(part.startswith(".") or part == "__pycache__" for part in file.relative_to(path).parts):
+                continue
+            try:
+                texts.append(read_text_file(file))
+            except ValueError:
+                skipped += 1
+    if not texts:
+        raise ValueError(f"{', '.join(map(str, inputs))}: no UTF-8 text files found")
+    return texts, skipped
+
+
+def peak_memory_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def train_tokenizer(texts, vocab_size, out_dir, special_tokens=(EOT,), verbose=True, log=None):
+    """Documents -> a byte-level BPE of vocab_size tokens (256 bytes + merges + specials) saved in out_dir;
+    returns the loaded tiktoken.Encoding. Fewer tokens if the text cannot support that many merges."""
+    n_merges = vocab_size - 256 - len(special_tokens)
+    if n_merges < 0:
+        raise ValueError(f"vocab size {vocab_size} is below the {256 + len(special_tokens)} byte and special tokens")
+    start = time.perf_counter()
+    pattern = split_pattern()
+    chunks = count_chunks(texts, pattern)
+    split_s = time.perf_counter() - start
+    merges, _ = train_merges(chunks, n_merges, log=log)
+    seconds = time.perf_counter() - start
+    stats = {"chunks": sum(chunks.values()), "unique_chunks": len(chunks), "seconds": round(seconds, 2),
+             "split_seconds": round(split_s, 2), "peak_memory_mb": round(peak_memory_mb())}
+    path = save_tokenizer(out_dir, pattern, merges, special_tokens, stats)
+    enc = load_tokenizer(path)
+    if verbose:
+        if len(merges) < n_merges:
+            print(f"tokenizer: the text supports only {len(merges):,} merges, so {enc.n_vocab:,} tokens, "
+                  f"not {vocab_size:,}")
+        print(f"tokenizer: {enc.n_vocab:,} tokens ({len(merges):,} merges) from {stats['chunks']:,} chunks "
+              f"({len(chunks):,} unique) in {seconds:.1f} s (split {split_s:.1f} s), "
+              f"peak memory {stats['peak_memory_mb']:,} MB -> {out_dir}")
+        if enc.n_vocab > 2 ** 16:
+            print(f"warning: {enc.n_vocab:,} tokens do not fit the uint16 token bins prepare.py writes")
+    return enc
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 6. compare: compression against vocabulary size, ours next to sentencepiece
+#
+# The model's compute per token barely depends on the tokenizer, so the compute to read a text is
+# proportional to its token count: 10% more bytes per token = 1/1.1 = 9% fewer tokens = 9% less compute
+# (minus the cost of a larger embedding and output layer). BPE vocabularies nest (a smaller one is a prefix
+# of a larger one's merges), so ours trains once at the largest size and reports the time to reach each.
+
+def sentencepiece_row(kind, train_file, size, held_out, workdir):
+    """Train a sentencepiece model; return (tokens on held_out, seconds) or the reason it failed."""
+    import sentencepiece as spm
+    prefix, start = str(Path(workdir) / f"{kind}{size}"), time.perf_counter()
+    try:  # byte_fallback: unknown characters become bytes, as in a byte-level BPE; identity: no rewriting
+        spm.SentencePieceTrainer.train(input=train_file, model_prefix=prefix, vocab_size=size, model_type=kind,
+                                       byte_fallback=True, character_coverage=0.9999, minloglevel=2,
+                                       normalization_rule_name="identity", remove_extra_whitespaces=False,
+                                       allow_whitespace_only_pieces=True, max_sentence_length=1 << 14,
+                                       num_threads=os.cpu_count() or 1)
+    except RuntimeError as e:
+        return f"sentencepiece refused: {str(e).strip().splitlines()[-1][:80]}"
+    seconds = time.perf_counter() - start
+    sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
+    # sentencepiece reads one line at a time and has no newline piece: each "\n" costs one byte token
+    lines = held_out.split("\n")
+    return sum(len(ids) for ids in sp.encode(lines)) + len(lines) - 1, seconds
+
+
+def encoding_speed(spec, text):
+    """MB/s of tiktoken and of the reference encoder on the same text, and whether they agree."""
+    enc = encoding_from_spec(spec)
+    timings = []
+    for encode in (enc.encode_ordinary, lambda t: encode_reference(t, spec)):
+        start = time.perf_counter()
+        ids = encode(text)
+        timings.append((len(text.encode("utf-8")) / 1e6 / (time.perf_counter() - start), ids))
+    return timings[0][0], timings[1][0], timings[0][1] == timings[1][1]
+
+
+def compare(texts, sizes, out_dir, sentencepiece=True):
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(texts)
+    cut = text.find("\n", len(text) * 9 // 10) + 1 or len(text) * 9 // 10  # hold out the last ~10%
+    train_text, held_out = text[:cut], text[cut:]
+    n_bytes = len(held_out.encode("utf-8"))
+    print(f"training text {len(train_text.encode('utf-8')) / 1e6:.2f} MB; held-out text (the last ~10%) "
+          f"{n_bytes:,} bytes, {len(held_out):,} characters")
+    start = time.perf_counter()
+    pattern = split_pattern()
+    chunks = count_chunks([train_text], pattern)
+    split_s = time.perf_counter() - start
+    merges, seconds = train_merges(chunks, max(sizes) - 257)
+    rows, largest = [], None  # (tokenizer, vocab size, held-out tokens or reason, train seconds)
+    for size in sizes:
+        n = size - 257
+        if n < 0 or n > len(merges):
+            rows.append(("bpe (ours)", size, f"text supports {257 + len(merges):,} tokens at most", None))
+            continue
+        largest = {"pattern": pattern, "merges": merges[:n], "special_tokens": {EOT: 256 + n}, "n_vocab": size,
+                   "hash": f"compare{size}"}
+        tokens = len(encoding_from_spec(largest).encode_ordinary(held_out))
+        rows.append(("bpe (ours)", size, tokens, split_s + (seconds[n - 1] if n else 0)))
+    if sentencepiece:
+        train_file = out_dir / "train.txt"
+        write_atomic(train_file, train_text)
+        for kind in ("bpe", "unigram"):
+            for size in sizes:
+                result = sentencepiece_row(kind, str(train_file), size, held_out, out_dir)
+                rows.append((f"sentencepiece {kind}", size) + (result if isinstance(result, tuple) else (result, None)))
+        train_file.unlink()
+    print(f"{'tokenizer':<22} {'vocab':>7} {'bytes/token':>11} {'chars/token':>11} {'tokens':>11} "
+          f"{'vs first':>8} {'train s':>8}")
+    first = next((r[2] for r in rows if isinstance(r[2], int)), None)
+    for name, size, tokens, secs in rows:
+        if isinstance(tokens, str):
+            print(f"{name:<22} {size:>7,} {tokens}")
+            continue
+        print(f"{name:<22} {size:>7,} {n_bytes / tokens:>11.3f} {len(held_out) / tokens:>11.3f} {tokens:>11,} "
+              f"{tokens / first:>8.3f} {secs:>8.1f}")
+    if largest:  # how fast the trained merges encode, and a last check that both encoders agree
+        fast, slow, same = encoding_speed(largest, held_out[:1_000_000])
+        print(f"encoding with the {largest['n_vocab']:,}-token BPE: tiktoken {fast:.1f} MB/s, reference encoder "
+              f"{slow:.2f} MB/s, identical ids: {same}")
+    print(f"peak memory {peak_memory_mb():,.0f} MB")
+    write_atomic(out_dir / "compare.json", json.dumps({"held_out_bytes": n_bytes, "held_out_chars": len(held_out),
+                 "rows": rows}, indent=1) + "\n")
+    plot_compare(rows, n_bytes, out_dir / "compare.png")
+    print(f"wrote {out_dir / 'compare.json'} and {out_dir / 'compare.png'}")
+    return rows
+
+
+def plot_compare(rows, n_bytes, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in dict.fromkeys(r[0] for r in rows):
+        points = [(size, n_bytes / tokens) for n, size, tokens, _ in rows if n == name and isinstance(tokens, int)]
+        if points:
+            ax.plot(*zip(*points), marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("vocabulary size")
+    ax.set_ylabel("held-out UTF-8 bytes per token")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 7. The command line
+
+def cmd_train(args):
+    if args.vocab_size > 2 ** 16:
+        print(f"warning: {args.vocab_size:,} tokens do not fit the uint16 token bins prepare.py writes")
+    texts, skipped = read_documents(args.input)
+    print(f"read {len(texts):,} files, {sum(len(t.encode('utf-8')) for t in texts) / 1e6:.2f} MB"
+          + (f" (skipped {skipped} that are not UTF-8 text)" if skipped else ""))
+
+    def log(i, pair, new_id, count, token_bytes):
+        if i <= 10 or i % 1000 == 0:
+            left, right, new = (show(token_bytes[j]) for j in (*pair, new_id))
+            print(f"merge {i:>6,}: [{left}][{right}] -> [{new}] id {new_id}, count {count:,}")
+    enc = train_tokenizer(texts, args.vocab_size, args.out, log=log)
+    print(f"wrote {Path(args.out) / 'tokenizer.json'} and vocab.txt, hash {tokenizer_hash(args.out)[:12]}; try:\n"
+          f"  echo 'Hello world!' | python tokenizer.py encode --tokenizer {args.out} --show")
+    return enc
+
+
+def read_stdin():
+    try:
+        return sys.stdin.buffer.read().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"stdin: not UTF-8 text (offset {e.start})") from None
+
+
+def cmd_encode(args):
+    enc = load_tokenizer(args.tokenizer)
+    text = read_stdin()
+    ids = enc.encode(text, allowed_special="all") if args.special else enc.encode_ordinary(text)
+    print(" ".join(map(str, ids)))
+    if args.show:
+        print("".join(f"[{show(enc.decode_single_token_bytes(i))}]" for i in ids))
+    n = len(text.encode("utf-8"))
+    print(f"{len(ids):,} tokens for {n:,} bytes ({n / max(len(ids), 1):.2f} bytes/token)", file=sys.stderr)
+
+
+def cmd_decode(args):
+    enc = load_tokenizer(args.tokenizer)
+    words = read_stdin().split()
+    bad = next((w for w in words if not w.isdigit() or int(w) >= enc.n_vocab), None)
+    if bad is not None:
+        raise ValueError(f"stdin: {bad!r} is not a token id of this tokenizer (0..{enc.n_vocab - 1})")
+    sys.stdout.write(enc.decode([int(w) for w in words]))
+
+
+def cmd_compare(args):
+    try:
+        sizes = sorted({int(s) for s in args.sizes.split(",")})
+    except ValueError:
+        raise ValueError(f"--sizes {args.sizes!r}: expected comma-separated integers like 1024,4096") from None
+    if sizes[-1] > 2 ** 16:
+        print("note: vocabularies above 65,536 tokens do not fit the uint16 token bins prepare.py writes")
+    texts, _ = read_documents(args.input)
+    return compare(texts, sizes, args.out, sentencepiece=not args.no_sentencepiece)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Train, inspect and compare byte-level BPE tokenizers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train a BPE and save it to a directory")
+    p.add_argument("--input", nargs="+", required=True, help="text files and/or directories (read recursively)")
+    p.add_argument("--vocab-size", type=int, required=True, help="total tokens: 256 bytes + merges + specials")
+    p.add_argument("--out", required=True, help="directory for tokenizer.json and vocab.txt")
+    p = sub.add_parser("compare", help="compression vs vocabulary size, next to sentencepiece")
+    p.add_argument("--input", nargs="+", required=True)
+    p.add_argument("--sizes", default="1024,4096,8192,16384,32768")
+    p.add_argument("--out", default="out/tokenizer_compare", help="where compare.json and compare.png go")
+    p.add_argument("--no-sentencepiece", action="store_true", help="only our BPE")
+    for name in ("encode", "decode"):
+        p = sub.add_parser(name, help=f"{name} stdin")
+        p.add_argument("--tokenizer", required=True, help="a tokenizer dir, or gpt2 / cl100k_base (online)")
+        if name == "encode":
+            p.add_argument("--show", action="store_true", help="also print each token's bytes")
+            p.add_argument("--special", action="store_true", help="read <|endoftext|> in the text as the token")
+    args = parser.parse_args(argv)
+    try:
+        return {"train": cmd_train, "compare": cmd_compare, "encode": cmd_encode, "decode": cmd_decode}[args.command](args)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+
 
 if __name__ == "__main__":
-    sys.exit("tokenizer.py is not implemented yet")
+    main()
