@@ -1,0 +1,9 @@
+"""Hand-written Triton kernels, each a lesson in one file:
+
+    kernels/attention.py   flash_attention(q, k, v, causal=True): FlashAttention-2-style attention, fwd + bwd
+    kernels/rmsnorm.py     rms_norm(x, weight, eps=1e-6): fused RMSNorm, fwd + bwd
+
+Import the modules themselves (`from kernels.attention import flash_attention`); this package file imports
+nothing, so `import kernels` stays cheap. On a machine without a GPU the kernels run in Triton's interpreter
+if TRITON_INTERPRET=1 is set before the first kernel module is imported (tests/conftest.py does it).
+"""
