@@ -1,0 +1,7 @@
+"""LR schedule: cosine decay vs warmup-stable-decay (WSD, a constant LR with a short final anneal) vs a
+constant LR. If WSD's val loss drops sharply only once its anneal starts, a 'stopped falling' plateau
+was the learning rate, not convergence."""
+title = "LR schedule"
+question = "Cosine or WSD, and does the late anneal explain 'the loss stopped falling'?"
+runs = {"cosine": {"lr_schedule": "cosine"}, "wsd": {"lr_schedule": "wsd"},
+        "constant": {"lr_schedule": "constant"}}

@@ -1,0 +1,769 @@
+"""
+incidents.py: the incident lab. Break a tiny training run on purpose, one change at a time, and measure
+what happened; then run the controlled comparisons of week 2-4 and write each one up.
+
+    python incidents.py                      # baseline + every incident -> report/incidents/report.md
+    python incidents.py --only lr_x10 sgd    # some incidents (the baseline always runs too)
+    python incidents.py --report-only        # redo the report from the runs already in out/incidents/
+    python incidents.py --sweep lr           # config/sweeps/lr.py -> report/sweeps/lr/report.md
+                                             # (sweeps: mix lr batch warmup schedule ckpt)
+
+The lesson, top to bottom:
+  1. each incident is a config file in config/incidents/ that differs from baseline.py in one place
+  2. train.py runs it and writes out/incidents/NAME/metrics.jsonl (train, eval, event and end lines)
+  3. a detector per phenomenon turns those lines into one measured sentence ("loss NaN at step 37");
+     nothing in the "what happened" column is written in advance
+  4. a plot per incident draws its loss and gradient norm over the baseline's
+  5. report.md: operation | what happened | cause | fix, then the monitor's events per incident
+A sweep is the same machinery over a few configs, plus eval.py's compare_runs and an experiment record.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+PY = sys.executable
+
+# ---------------------------------------------------------------------------------------------------------
+# 1. Reading a run: metrics.jsonl -> lists of records by kind
+
+
+def read_metrics(run_dir):
+    """run_dir/metrics.jsonl -> {"train": [...], "eval": [...], "event": [...], "end": {...}}.
+    A missing "end" line means the run was killed: end is then {}."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no metrics.jsonl (did the run start?)")
+    run = {"train": [], "eval": [], "event": [], "end": {}, "dir": str(run_dir)}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"{path}:{n}: not JSON ({e})")
+        if rec.get("kind") == "end":
+            run["end"] = rec
+        elif rec.get("kind") in run:
+            run[rec["kind"]].append(rec)
+    return run
+
+
+def series(records, key):
+    """(steps, values) as float arrays; a missing or null value (train.py's JSON for NaN) becomes NaN."""
+    steps = np.array([r["step"] for r in records], dtype=float)
+    vals = np.array([np.nan if r.get(key) is None else float(r[key]) for r in records], dtype=float)
+    return steps, vals
+
+
+def smooth(x, window=9):
+    """Centred moving average; the ends use the part of the window that exists."""
+    if len(x) == 0:
+        return x
+    kernel = np.ones(window)
+    num = np.convolve(np.nan_to_num(x, nan=0.0), kernel, mode="same")
+    den = np.convolve(np.isfinite(x).astype(float), kernel, mode="same")
+    return num / np.maximum(den, 1)
+
+
+def final_val(run):
+    """The last finite val loss (NaN when the run never evaluated)."""
+    _, v = series(run["eval"], "val_loss")
+    v = v[np.isfinite(v)]
+    return float(v[-1]) if len(v) else float("nan")
+
+
+def final_train(run, last=20):
+    """Mean train loss over the last `last` logged steps: one step is too noisy to compare."""
+    _, loss = series(run["train"], "loss")
+    return float(np.nanmean(loss[-last:])) if len(loss) else float("nan")
+
+
+def first_nonfinite(run):
+    """(step, what) of the first logged step with a NaN/inf loss or gradient norm, else (None, None)."""
+    for r in run["train"]:
+        for key in ("loss", "grad_norm"):
+            v = r.get(key, 0.0)
+            if v is None or not math.isfinite(v):
+                return r["step"], f"{key} {'NaN' if v is None or v != v else v}"
+    return None, None
+
+
+def steps_to_reach(run, level):
+    """First step whose smoothed train loss is at or below `level`, else None."""
+    steps, loss = series(run["train"], "loss")
+    hit = np.nonzero(smooth(loss) <= level)[0]
+    return int(steps[hit[0]]) if len(hit) else None
+
+
+def steps_to_converge(run, within=0.05):
+    """Our definition of 'converged': the first eval whose val loss is within 5% of the run's best."""
+    steps, v = series(run["eval"], "val_loss")
+    ok = np.isfinite(v)
+    if not ok.any():
+        return None
+    best = v[ok].min()
+    return int(steps[ok & (v <= best * (1 + within))][0])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 2. Detectors: one per phenomenon. Each takes the incident's run and the baseline's run and returns
+#    (reproduced, measured sentence). The sentence is the "what happened" column of the report.
+
+
+def detect_divergence(run, base):
+    """LR too high: NaN/inf, or a loss that stays far above the baseline's."""
+    step, what = first_nonfinite(run)
+    status = run["end"].get("status", "killed (no end line)")
+    if step is not None:
+        return True, f"{what} at step {step}; run ended '{status}'"
+    gap = final_train(run) - final_train(base)
+    return gap > 1.0, f"no NaN; train loss {gap:+.2f} nats vs baseline at the end ({final_train(run):.2f})"
+
+
+def detect_early_instability(run, base, early=None):
+    """No warmup: large gradient norms and a loss that goes up and down in the first steps."""
+    early = early or max(10, len(base["train"]) // 5)
+    _, g, _, g0 = *series(run["train"][:early], "grad_norm"), *series(base["train"][:early], "grad_norm")
+    _, l, _, l0 = *series(run["train"][:early], "loss"), *series(base["train"][:early], "loss")
+    gn_ratio = np.nanmax(g) / np.nanmax(g0)
+    rise, rise0 = np.nansum(np.clip(np.diff(l), 0, None)), np.nansum(np.clip(np.diff(l0), 0, None))
+    ups, ups0 = int(np.sum(np.diff(l) > 0)), int(np.sum(np.diff(l0) > 0))
+    text = (f"grad norm x{gn_ratio:.1f} in the first {early} steps (max {np.nanmax(g):.2f} vs "
+            f"{np.nanmax(g0):.2f}); loss rose on {ups} of {early - 1} steps (baseline {ups0}), "
+            f"total rise {rise:.2f} vs {rise0:.2f} nats")
+    return bool(gn_ratio >= 2 or rise >= 2 * max(rise0, 0.05)), text
+
+
+def loss_noise(run, skip=0.2):
+    """Std of the train loss around its own trend (moving average), after the first 20% of steps."""
+    _, loss = series(run["train"], "loss")
+    loss = loss[int(len(loss) * skip):]
+    return float(np.nanstd(loss - smooth(loss, 15)))
+
+
+def detect_noisy(run, base):
+    """Batch too small: a noisy loss, and less progress per step."""
+    ratio = loss_noise(run) / loss_noise(base)
+    gap = final_val(run) - final_val(base)
+    text = (f"loss std around its trend x{ratio:.1f} vs baseline ({loss_noise(run):.3f} vs "
+            f"{loss_noise(base):.3f}); val loss {gap:+.2f} at the end after the same number of steps")
+    return bool(ratio >= 2 and gap > 0), text
+
+
+def detect_grad_explosion(run, base):
+    """No clipping: gradient norms far above anything the clipped run sees, with loss spikes after them."""
+    _, g = series(run["train"], "grad_norm")
+    _, g0 = series(base["train"], "grad_norm")
+    step, what = first_nonfinite(run)
+    typical = np.nanmedian(g0)
+    peak_at = int(run["train"][int(np.nanargmax(np.where(np.isfinite(g), g, -1)))]["step"])
+    peak, peak0 = np.nanmax(np.where(np.isfinite(g), g, np.nan)), np.nanmax(g0)
+    above = int(np.sum(g > 10 * typical))
+    text = (f"grad norm peaked at {peak:.3g} at step {peak_at} (x{peak / typical:.0f} the reference's "
+            f"median {typical:.2g}; reference peak x{peak0 / typical:.0f}); {above} steps above x10")
+    if step is not None:
+        text += f"; {what} at step {step}"
+    return bool(step is not None or (peak >= 10 * typical and peak >= 3 * peak0)), text
+
+
+def detect_slow(run, base):
+    """Wrong optimizer: reaching the same loss takes many more steps."""
+    steps0, _ = series(base["train"], "loss")
+    quarter = base["train"][len(base["train"]) // 4]["step"]
+    level = float(smooth(series(base["train"], "loss")[1])[len(base["train"]) // 4])
+    reached, gap = steps_to_reach(run, level), final_val(run) - final_val(base)
+    if reached is None:
+        first = f"never reached the baseline's step-{quarter} loss ({level:.2f}) in {int(steps0[-1])} steps"
+    else:
+        first = f"reached the baseline's step-{quarter} loss ({level:.2f}) at step {reached} " \
+                f"(x{reached / max(quarter, 1):.1f} slower)"
+    return bool((reached is None or reached >= 2 * quarter) and gap > 0), f"{first}; val loss {gap:+.2f} at the end"
+
+
+def detect_precision(run, base):
+    """fp16 without a scaler: overflow to inf/NaN, or gradients that underflow so the model stops learning."""
+    step, what = first_nonfinite(run)
+    if step is not None:
+        return True, f"{what} at step {step} (overflow); run ended '{run['end'].get('status', 'killed')}'"
+    _, loss = series(run["train"], "loss")
+    _, loss0 = series(base["train"], "loss")
+    drop, drop0 = np.nanmean(loss[:5]) - final_train(run), np.nanmean(loss0[:5]) - final_train(base)
+    _, g = series(run["train"], "grad_norm")
+    _, g0 = series(base["train"], "grad_norm")
+    zero = int(np.sum(g == 0))
+    text = (f"no inf/NaN; loss fell {drop:.2f} nats vs {drop0:.2f} for the reference "
+            f"({100 * drop / drop0:.0f}%); median grad norm x{np.nanmedian(g) / np.nanmedian(g0):.2g} of the "
+            f"reference; {zero} steps with a zero gradient")
+    return bool(drop < 0.5 * drop0), text
+
+
+def detect_memorised(run, base):
+    """Duplicated data: train loss below the baseline's, val loss above it, and the planted passage comes back
+    word for word (run["regurgitation"] is filled in by regurgitation() below)."""
+    steps, v = series(run["eval"], "val_loss")
+    rise = final_val(run) - np.nanmin(v)
+    dtrain, dval = final_train(run) - final_train(base), final_val(run) - final_val(base)
+    got, n, got0 = run.get("regurgitation", (0, 0, 0))
+    text = (f"train loss {dtrain:+.2f} vs baseline, val loss {dval:+.2f}; val rose {rise:.2f} from its minimum "
+            f"at step {int(steps[np.nanargmin(v)])}; greedy generation from the planted passage's first "
+            f"tokens repeats {got}/{n} of the next tokens verbatim (baseline {got0}/{n})")
+    return bool(dtrain < 0 and dval > 0 and got >= 0.8 * n > 0), text
+
+
+def detect_recovered(run, base):
+    """A poisoned batch: the monitor flags the spike, rolls back, and the run ends where the baseline did."""
+    rollbacks = [e for e in run["event"] if "rollback" in str(e.get("action", ""))]
+    status = run["end"].get("status", "killed (no end line)")
+    gap = final_val(run) - final_val(base)
+    if not rollbacks:
+        return False, f"no rollback event; run ended '{status}', val loss {gap:+.2f} vs baseline"
+    e = rollbacks[0]
+    text = (f"'{e.get('event')}' at step {e['step']} -> {e.get('action')}; run ended '{status}' at step "
+            f"{run['end'].get('step')}; val loss {gap:+.3f} vs baseline")
+    return bool(status == "finished" and abs(gap) < 0.1), text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 3. The incidents. Each is config/incidents/NAME.py (what we changed); the prose says why it hurts and how
+#    to fix it. `reference` (optional) is a second run with the fix applied, for incidents that need a
+#    harsher setting than the baseline to show themselves: the fair comparison is then "same run, fixed".
+
+INCIDENTS = {
+    "lr_x10": dict(
+        detect=detect_divergence, operation="learning rate x10",
+        cause="Each AdamW step moves every weight by roughly the learning rate. Ten times that overshoots: "
+              "the logits and the residual stream grow, the softmax saturates, and the loss climbs or "
+              "turns NaN.",
+        fix="Use the tuned LR (a short LR sweep finds the edge; back off ~3x from where loss blows up). A "
+            "monitor with rollback plus a lower LR rescues a run that diverges late."),
+    "no_warmup": dict(
+        detect=detect_early_instability, operation="warmup off (full LR from step 0)",
+        cause="At step 0 AdamW's second-moment estimate is built from a handful of gradients, so the first "
+              "updates are full-size steps in poorly-estimated directions while the weights are random: "
+              "the loss jumps around before it settles.",
+        fix="Linear warmup over the first few % of steps (here the baseline's warmup_iters) lets the "
+            "optimizer statistics settle before the LR is at full size."),
+    "batch_1": dict(
+        detect=detect_noisy, operation="batch size 1 (one sequence per step)",
+        cause="The gradient is an average over the batch; with one sequence its noise is ~sqrt(B) times "
+              "larger and each step sees B times fewer tokens, so the loss is noisy and falls slower per step.",
+        fix="Raise the batch, or keep the micro-batch and use gradient_accumulation_steps to reach a few "
+            "hundred thousand tokens per step (at 1B scale); lower the LR if the batch must stay small."),
+    "no_clip": dict(
+        detect=detect_grad_explosion, operation="gradient clipping off (at a raised LR, see config)",
+        reference={"grad_clip": 1.0},
+        cause="Without a cap, one unlucky batch with a huge gradient produces a huge update; the next "
+              "gradients are larger still, and the loss spikes or collapses.",
+        fix="grad_clip=1.0 (clip the global norm); log the pre-clip norm, which is the early warning: "
+            "a rising clip rate means the LR is too high."),
+    "sgd": dict(
+        detect=detect_slow, operation="SGD with momentum instead of AdamW (same LR schedule)",
+        cause="Transformers have parameters whose gradients differ by orders of magnitude (embeddings vs "
+              "deep layers). One global step size is too large for some and too small for most; AdamW "
+              "rescales per parameter.",
+        fix="AdamW (beta2 0.95, weight decay 0.1 on matrices only). If SGD it must be, it needs a far "
+            "larger, separately tuned LR and still converges slower."),
+    "fp16_no_scaler": dict(
+        detect=detect_precision, operation="fp16 autocast without a loss scaler",
+        reference={"fp16_no_scaler": False},
+        cause="fp16 keeps 5 exponent bits: numbers above 65,504 become inf, and below ~6e-8 become 0. "
+              "Backward gradients of a mean loss over many tokens are tiny and fall into that hole.",
+        fix="bf16 (fp32's range, no scaler needed) where the hardware has it; otherwise fp16 with a "
+            "dynamic loss scaler (GradScaler), which multiplies the loss up before backward, unscales "
+            "before the step and skips steps that overflowed."),
+    "dup_data": dict(
+        detect=detect_memorised, operation="heavily duplicated training set + a planted passage",
+        cause="The model sees the same few thousand tokens dozens of times: it memorises them instead of "
+              "learning what generalises. Train loss keeps falling while val loss turns up, and the "
+              "repeated passage is stored verbatim.",
+        fix="Exact and near-duplicate removal (prepare.py's dedup) before the split; cap repeats of any "
+            "source at ~4 epochs; watch the train/val gap and a verbatim-regurgitation probe."),
+    "bad_batch": dict(
+        detect=detect_recovered, operation="a poisoned batch injected mid-run (monitor: rollback)",
+        cause="One batch of garbage (here injected on purpose; in real life a corrupt shard or a "
+              "pathological document) gives a loss spike and a huge gradient that can wreck the weights.",
+        fix="The PaLM recipe: detect the spike (loss above the running mean + k sigma), restore the last "
+            "good checkpoint, skip the offending batches, continue. Dump the batch to find its source."),
+}
+
+# A passage no corpus contains: if the model writes it back from its first few tokens, it memorised it.
+PLANTED = ("The lighthouse keeper of Aldenmoor counted forty-two gulls every morning, wrote the number "
+           "in a green ledger, and sent it by pigeon to a professor in Vienna who never once replied.")
+
+
+def load_config(path):
+    """A config file's plain-value globals (what train.py would set from it)."""
+    scope = {}
+    exec(compile(Path(path).read_text(), str(path), "exec"), scope)
+    return {k: v for k, v in scope.items()
+            if not k.startswith("_") and isinstance(v, (int, float, bool, str, type(None)))}
+
+
+def config_diff(config, base):
+    """'key=value' for every value that differs from the baseline: the operation in code."""
+    return ", ".join(f"{k}={config[k]!r}" for k in config if base.get(k, object()) != config[k])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 4. Running train.py, and the two things the incidents need besides it: a duplicated dataset and a probe
+#    that asks the model to continue the planted passage.
+
+
+def data_dir(dataset):
+    """train.py's `dataset` key is a name under data/ or a path."""
+    return Path(dataset) if os.sep in str(dataset) else ROOT / "data" / dataset
+
+
+def train(out_dir, configs, overrides=None):
+    """Run `train.py CONFIG... --out_dir=... --key=value ...` from scratch (later config files override
+    earlier ones, as in nanoGPT); train.py's output goes to out_dir/train.log."""
+    out_dir = Path(out_dir)
+    shutil.rmtree(out_dir, ignore_errors=True)  # a fresh run, never a resume of an old one
+    out_dir.mkdir(parents=True)
+    args = [PY, str(ROOT / "train.py"), *map(str, configs), f"--out_dir={out_dir}"]
+    args += [f"--{k}={v if isinstance(v, str) else repr(v)}" for k, v in (overrides or {}).items()]
+    t0 = time.time()
+    with open(out_dir / "train.log", "w") as log:
+        rc = subprocess.run(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
+    if not (out_dir / "metrics.jsonl").is_file():
+        tail = (out_dir / "train.log").read_text()[-2000:]
+        raise SystemExit(f"{out_dir}: train.py exited {rc} without metrics.jsonl:\n{tail}")
+    run = read_metrics(out_dir)
+    print(f"  {out_dir.name}: {time.time() - t0:.0f} s, ended '{run['end'].get('status', 'killed')}' "
+          f"at step {run['end'].get('step', '?')}", flush=True)
+    return run
+
+
+def write_atomic(path, data):
+    """Bytes to a temp name in the same directory, fsync, rename: a crash never leaves half a file."""
+    tmp = Path(f"{path}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_dataset(out, tokenizer_dir, bins, note):
+    """bins: {"train.bin": (uint16 ids, utf8 bytes, docs), ...} -> a dataset directory as prepare.py
+    writes one (meta.json per README's contract), so train.py cannot tell the difference."""
+    from tokenizer import load_tokenizer, tokenizer_hash
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    enc = load_tokenizer(tokenizer_dir)
+    for name, (ids, _, _) in bins.items():
+        write_atomic(out / name, np.asarray(ids, dtype=np.uint16).tobytes())
+    meta = {"vocab_size": enc.n_vocab, "dtype": "uint16", "eot_token": enc.eot_token,
+            "tokenizer": str(Path(tokenizer_dir).resolve()), "tokenizer_hash": tokenizer_hash(tokenizer_dir),
+            "bins": {name: {"tokens": len(ids), "bytes": int(nbytes), "docs": int(docs)}
+                     for name, (ids, nbytes, docs) in bins.items()},
+            "command": note}
+    write_atomic(out / "meta.json", json.dumps(meta, indent=1).encode())
+    return out
+
+
+def build_dup_dataset(src, out, unique_tokens=4000, copies=40, planted_every=4):
+    """The dup_data incident's training set: the first `unique_tokens` of src's train.bin repeated `copies`
+    times (what a crawl without dedup looks like at its worst), with PLANTED inserted every
+    `planted_every` copies. Val bins are src's own, so val loss is comparable with the baseline."""
+    from tokenizer import load_tokenizer
+    src = data_dir(src)
+    meta = json.loads((src / "meta.json").read_text())
+    tok_dir = src / meta["tokenizer"]
+    enc = load_tokenizer(tok_dir)
+    piece = np.fromfile(src / "train.bin", dtype=np.uint16)[:unique_tokens]
+    planted = np.array([enc.eot_token] + enc.encode_ordinary(PLANTED), dtype=np.uint16)
+    chunks = []
+    for i in range(copies):
+        chunks.append(piece)
+        if i % planted_every == 0:
+            chunks.append(planted)
+    train_ids = np.concatenate(chunks)
+    n_planted = len(range(0, copies, planted_every))
+    bins = {"train.bin": (train_ids, len(enc.decode(train_ids.tolist()).encode()), copies + n_planted)}
+    for name, info in meta["bins"].items():
+        if name != "train.bin":
+            bins[name] = (np.fromfile(src / name, dtype=np.uint16), info["bytes"], info["docs"])
+    note = (f"incidents.py: {unique_tokens} tokens of {src.name}/train.bin x{copies}, planted passage "
+            f"x{n_planted}")
+    return write_dataset(out, tok_dir, bins, note)
+
+
+def regurgitation(run_dir, prompt_tokens=8):
+    """Greedy-continue PLANTED from its first tokens: (how many next tokens match verbatim, how many asked)."""
+    import torch
+    from sample import load_run
+    model, enc, ckpt = load_run(run_dir)
+    ids = enc.encode_ordinary(PLANTED)
+    n = min(len(ids), ckpt["model_config"]["block_size"] - 1) - prompt_tokens
+    idx = torch.tensor([[enc.eot_token] + ids[:prompt_tokens]])
+    with torch.no_grad():
+        out = model.generate(idx, n, temperature=0)[0, -n:].tolist()
+    same = 0
+    while same < n and out[same] == ids[prompt_tokens + same]:
+        same += 1
+    return same, n
+
+
+def probe_planted(run_dir, base_dir, cached=False):
+    """(tokens repeated by the run, tokens asked, tokens repeated by the baseline), kept in probe.json so
+    --report-only needs no model."""
+    path = Path(run_dir) / "probe.json"
+    if not cached:
+        (same, n), (same0, _) = regurgitation(run_dir), regurgitation(base_dir)
+        write_atomic(path, json.dumps([same, n, same0]).encode())
+    return tuple(json.loads(path.read_text()))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 5. Plots and the report
+
+
+def plot_runs(ax_loss, ax_gn, runs):
+    """Train loss (line), val loss (dots) and pre-clip gradient norm (log scale) of [(label, color, run)];
+    monitor events as dotted lines, the first NaN/inf as an x."""
+    for label, color, run in runs:
+        s, loss = series(run["train"], "loss")
+        ax_loss.plot(s, loss, color=color, lw=0.7, label=label)
+        ax_loss.plot(*series(run["eval"], "val_loss"), "o--", color=color, ms=3, lw=0.7)
+        s, g = series(run["train"], "grad_norm")
+        ax_gn.plot(s, np.where(g > 0, g, np.nan), color=color, lw=0.7)
+        for e in run["event"]:
+            ax_loss.axvline(e["step"], color=color, ls=":", lw=0.8)
+        step, _ = first_nonfinite(run)
+        if step is not None:
+            ax_loss.plot([step], [np.nanmax(loss) if np.isfinite(loss).any() else 1], "x", color=color, ms=9)
+    ax_loss.set(xlabel="step", ylabel="loss (nats/token; dots: val)")
+    ax_gn.set(xlabel="step", ylabel="grad norm (pre-clip)", yscale="log")
+    ax_loss.legend(fontsize=7)
+
+
+def plot_incident(path, name, run, base, ref=None):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    runs = [("baseline", "0.55", base)] + ([("reference (fixed)", "C0", ref)] if ref else []) + [(name, "C3", run)]
+    plot_runs(a, b, runs)
+    fig.suptitle(name, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def plot_overview(path, results):
+    """All incidents on one page: the README's headline figure."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cols = 4
+    rows = math.ceil(len(results) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.4 * rows), squeeze=False)
+    for ax, (name, res) in zip(axes.flat, results.items()):
+        for label, color, run in [("baseline", "0.55", res["base"]), (name, "C3", res["run"])]:
+            ax.plot(*series(run["train"], "loss"), color=color, lw=0.6, label=label)
+        ax.set_title(f"{name} ({'reproduced' if res['reproduced'] else 'NOT reproduced'})", fontsize=8)
+        ax.tick_params(labelsize=6)
+    for ax in axes.flat[len(results):]:
+        ax.axis("off")
+    fig.supxlabel("step", fontsize=8)
+    fig.supylabel("train loss", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
+               platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def md_cell(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def event_lines(run):
+    if not run["event"]:
+        return ["- monitor: no events"]
+    return [f"- step {e['step']}: **{e.get('event')}** -> {e.get('action', '')}  {md_cell(e.get('detail', ''))}"
+            for e in run["event"]]
+
+
+def write_incident_report(report_dir, results, base, base_config):
+    """report.md: the table (operation | what happened | cause | fix), then per incident its plot, what
+    the monitor flagged, and the config difference."""
+    report_dir = Path(report_dir)
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"# Incident lab report", "",
+             f"{now}, {machine()}. Baseline: `config/incidents/baseline.py` "
+             f"(final val loss {final_val(base):.3f}, {base['end'].get('time_s', float('nan')):.0f} s). "
+             "Every 'what happened' cell is computed from the run's metrics.jsonl by the detector named "
+             "in its row (incidents.py).", "",
+             "| incident | operation | what happened (measured) | reproduced | cause | fix |",
+             "|---|---|---|---|---|---|"]
+    for name, res in results.items():
+        inc = INCIDENTS[name]
+        lines.append(f"| [{name}](#{name}) | {md_cell(inc['operation'])} (`{res['diff']}`) | "
+                     f"{md_cell(res['measured'])} | {'yes' if res['reproduced'] else '**no**'} "
+                     f"({inc['detect'].__name__}) | {md_cell(inc['cause'])} | {md_cell(inc['fix'])} |")
+    for name, res in results.items():
+        lines += ["", f"## {name}", "", f"![{name}]({name}.png)", "", f"Changed: `{res['diff']}`. "
+                  f"Run ended '{res['run']['end'].get('status', 'killed')}' at step "
+                  f"{res['run']['end'].get('step', '?')}.", "", f"Measured: {res['measured']}", ""]
+        if res.get("ref"):
+            lines += [f"Reference run (the fix applied: `{res['ref_diff']}`): ended "
+                      f"'{res['ref']['end'].get('status', 'killed')}', final val loss {final_val(res['ref']):.3f}.", ""]
+        lines += ["What the stability monitor flagged:"] + event_lines(res["run"])
+    lines += ["", "## Baseline", "", "```"] + [f"{k} = {v!r}" for k, v in base_config.items()] + ["```"]
+    write_atomic(report_dir / "report.md", ("\n".join(lines) + "\n").encode())
+    return report_dir / "report.md"
+
+
+def analyse_incident(name, run, base, ref=None):
+    """Apply the incident's detector against its reference (the fixed run) or the baseline."""
+    reproduced, measured = INCIDENTS[name]["detect"](run, ref or base)
+    return {"run": run, "base": base, "ref": ref, "reproduced": reproduced, "measured": measured}
+
+
+def run_incidents(names, out_root="out/incidents", report_dir="report/incidents", common=None,
+                  config_dir="config/incidents", report_only=False):
+    """Baseline + each incident (+ its reference run) -> report_dir/report.md and a PNG per incident.
+    `common` overrides apply to every run (the tests use it to shrink everything)."""
+    out_root, report_dir, config_dir = ROOT / out_root, ROOT / report_dir, ROOT / config_dir
+    report_dir.mkdir(parents=True, exist_ok=True)
+    common = dict(common or {})
+    base_config = {**load_config(config_dir / "baseline.py"), **common}
+    go = (lambda d, cfgs, extra: read_metrics(d)) if report_only else \
+        (lambda d, cfgs, extra: train(d, cfgs, {**common, **extra}))
+    base = go(out_root / "baseline", [config_dir / "baseline.py"], {})
+    results = {}
+    for name in names:
+        cfg_path = config_dir / f"{name}.py"
+        config = {**base_config, **load_config(cfg_path), **common}
+        if name == "dup_data" and not report_only:
+            build_dup_dataset(base_config["dataset"], data_dir(config["dataset"]))
+        run = go(out_root / name, [config_dir / "baseline.py", cfg_path], {})
+        ref_over = INCIDENTS[name].get("reference")
+        ref = go(out_root / f"{name}_ref", [config_dir / "baseline.py", cfg_path], ref_over) if ref_over else None
+        if name == "dup_data":
+            run["regurgitation"] = probe_planted(out_root / name, out_root / "baseline", report_only)
+        res = analyse_incident(name, run, base, ref)
+        res["diff"] = config_diff(config, base_config)
+        res["ref_diff"] = config_diff({**config, **(ref_over or {})}, base_config)
+        plot_incident(report_dir / f"{name}.png", name, run, base, ref)
+        results[name] = res
+        print(f"  {name}: {'reproduced' if res['reproduced'] else 'NOT reproduced'}: {res['measured']}", flush=True)
+    plot_overview(report_dir / "overview.png", results)
+    return write_incident_report(report_dir, results, base, base_config), results
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 6. Controlled experiments. A sweep file (config/sweeps/NAME.py) holds `title`, `question`, `runs`
+#    ({label: overrides of the baseline}), optionally `datasets` ({name: prepare.py arguments}) and
+#    `metric` ("val_bpb", or "per_source_bpb" when the runs' own val sets differ, as in the mix sweep).
+
+
+def summarize(run):
+    """One row of an experiment record, every number read from metrics.jsonl."""
+    last = next((e for e in reversed(run["eval"]) if e.get("val_loss") is not None), {})
+    per_source = {src: d.get("bpb") for src, d in (last.get("per_source") or {}).items()}
+    _, tps = series(run["train"], "tokens_per_s")
+    _, ms = series(run["train"], "step_ms")
+    return {"val_loss": final_val(run), "val_bpb": last.get("val_bpb", float("nan")),
+            "per_source_bpb": float(np.mean(list(per_source.values()))) if per_source else float("nan"),
+            "per_source": per_source, "converge": steps_to_converge(run), "steps": run["end"].get("step"),
+            "tokens_per_s": float(np.nanmedian(tps)) if len(tps) else float("nan"),
+            "step_ms": float(np.nanmedian(ms)) if len(ms) else float("nan"),
+            "wall_s": run["end"].get("time_s", float("nan")), "events": len(run["event"]),
+            "status": run["end"].get("status", "killed")}
+
+
+def conclusion(rows, metric):
+    """The winner by the lowest `metric`, and by how much it beat each other configuration."""
+    ranked = sorted((r[metric], label) for label, r in rows.items() if math.isfinite(r[metric]))
+    if not ranked:
+        return None, "no run produced a finite val metric: nothing won"
+    (best, winner), others = ranked[0], ranked[1:]
+    versus = "; ".join(f"{v:.3f} for {label} (+{v - best:.3f}, {100 * (v - best) / best:.1f}% worse)"
+                       for v, label in others)
+    lost = [label for label, r in rows.items() if not math.isfinite(r[metric])]
+    return winner, (f"**{winner}** won with {metric.replace('_', ' ')} {best:.3f}; {versus}" +
+                    (f"; no finite value for {', '.join(lost)}" if lost else "") + ".")
+
+
+def experiment_record(title, question, setup, rows, metric, extra=()):
+    """LEARNER.md's template: name, setup, results table, conclusion (with numbers)."""
+    winner, text = conclusion(rows, metric)
+    sources = sorted({s for r in rows.values() for s in r["per_source"]})
+    head = ["configuration", "final val loss", "final val bpb"] + [f"val bpb {s}" for s in sources] + \
+           ["steps to converge*", "steps run", "tokens/s", "step ms", "wall s", "monitor events", "status"]
+    lines = [f"## Experiment record: {title}", "", f"**Question.** {question}", "", f"**Setup.** {setup}", "",
+             "**Results.**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, r in rows.items():
+        cells = [label, f"{r['val_loss']:.3f}", f"{r['val_bpb']:.3f}"] + \
+                [f"{r['per_source'].get(s, float('nan')):.3f}" for s in sources] + \
+                [str(r["converge"]), str(r["steps"]), f"{r['tokens_per_s']:.0f}", f"{r['step_ms']:.1f}",
+                 f"{r['wall_s']:.0f}", str(r["events"]), r["status"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "*steps to converge: the first eval step whose val loss is within 5% of that run's best.", "",
+              f"**Conclusion.** {text}", *extra]
+    return winner, lines
+
+
+def plot_sweep(path, runs, key="val_bpb"):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for label, run in runs.items():
+        ax.plot(*series(run["eval"], key), "o-", ms=3, lw=1, label=label)
+    ax.set(xlabel="step", ylabel=key.replace("_", " "))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def analyse_schedule(runs):
+    """Does the late anneal explain 'the loss stopped falling'? Compare the val loss drop over the final
+    anneal with the drop over the same number of steps just before it."""
+    out = []
+    for label, run in runs.items():
+        steps, lr = series(run["train"], "lr")
+        peak = int(np.nanargmax(lr))
+        falling = np.nonzero(lr[peak:] < 0.98 * lr[peak])[0]
+        if not len(falling):
+            out.append(f"- {label}: the LR never decays, so there is no anneal to measure.")
+            continue
+        start = steps[peak + falling[0]]
+        span = steps[-1] - start
+        es, v = series(run["eval"], "val_loss")
+        at = lambda s: float(np.interp(s, es[np.isfinite(v)], v[np.isfinite(v)]))
+        anneal, before = at(start) - at(steps[-1]), at(start - span) - at(start)
+        out.append(f"- {label}: the LR decays from step {int(start)}; over those last {int(span)} steps val loss "
+                   f"fell {anneal:.3f}, against {before:.3f} over the {int(span)} steps before: "
+                   f"{'the anneal, not the data, bought most of the late gain' if anneal > 2 * before else 'the late gain is ordinary convergence'}.")
+    return ["", "**Schedule: where the late gain comes from.**", *out]
+
+
+def analyse_checkpoints(runs, mtbf_hours=24.0):
+    """Measure one checkpoint's save time (the same atomic write train.py does) and size, and set its cost
+    per interval against the expected work lost on a crash (half an interval, on average)."""
+    import torch
+    rows, lines = [], ["", "**Checkpoint interval: the cost of saving against the cost of losing work.**", "",
+                       "| interval (steps) | saves | save s (measured) | MB each | save share of step time | "
+                       "expected work lost per crash (s) | wall s per step (measured run) |", "|---|---|---|---|---|---|---|"]
+    for label, run in runs.items():
+        ckpts = sorted(Path(run["dir"]).glob("ckpt_*.pt"))
+        cfg = json.loads((Path(run["dir"]) / "config.json").read_text())
+        interval, step_s = cfg["checkpoint_interval"], summarize(run)["step_ms"] / 1000
+        if not ckpts:
+            continue
+        state, times = torch.load(ckpts[-1], weights_only=False), []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            torch.save(state, ckpts[-1].with_suffix(".timing"))
+            with open(ckpts[-1].with_suffix(".timing"), "rb+") as f:
+                os.fsync(f.fileno())
+            times.append(time.perf_counter() - t0)
+        os.remove(ckpts[-1].with_suffix(".timing"))
+        save_s, mb = float(np.median(times)), ckpts[-1].stat().st_size / 1e6
+        wall = run["end"].get("time_s", float("nan")) / max(run["end"].get("step", 1), 1)
+        rows.append((interval, save_s, step_s))
+        lines.append(f"| {interval} | {run['end'].get('step', 0) // interval} | {save_s:.3f} | {mb:.2f} | "
+                     f"{100 * save_s / (interval * step_s):.1f}% | {interval * step_s / 2:.1f} | {wall:.3f} |")
+    if rows:
+        _, save_s, step_s = rows[0]
+        best = math.sqrt(2 * save_s * mtbf_hours * 3600) / step_s  # Young (1974): sqrt(2 * save * MTBF)
+        lines += ["", f"With a crash every {mtbf_hours:.0f} h on average, the total expected overhead "
+                  f"save_s/(k*step_s) + (k*step_s/2)/MTBF is smallest at k = sqrt(2*save_s*MTBF)/step_s = "
+                  f"**{best:.0f} steps** ({best * step_s / 60:.1f} min of training) for this model on this machine; "
+                  f"saving every step would cost {100 * save_s / step_s:.0f}% of the step time."]
+    return lines
+
+
+def prepare_datasets(datasets):
+    for name, args in (datasets or {}).items():
+        if not (data_dir(name) / "meta.json").is_file():
+            print(f"  preparing data/{name}: prepare.py {' '.join(args)}", flush=True)
+            subprocess.run([PY, str(ROOT / "prepare.py"), "--out", str(data_dir(name)), *args], cwd=ROOT, check=True)
+
+
+def run_sweep(name, out_root="out/sweeps", report_dir="report/sweeps", common=None,
+              config_dir="config/incidents", sweep_dir="config/sweeps", report_only=False):
+    """Every run of config/sweeps/NAME.py -> eval.py's comparison report + our experiment record."""
+    spec = {}
+    path = ROOT / sweep_dir / f"{name}.py"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such sweep (have: {', '.join(p.stem for p in (ROOT / sweep_dir).glob('*.py'))})")
+    exec(compile(path.read_text(), str(path), "exec"), spec)
+    out_root, report_dir = ROOT / out_root / name, ROOT / report_dir / name
+    report_dir.mkdir(parents=True, exist_ok=True)
+    if not report_only:
+        prepare_datasets(spec.get("datasets"))
+    runs = {}
+    for label, overrides in spec["runs"].items():
+        run_dir = out_root / label.replace(" ", "_").replace("=", "")
+        runs[label] = read_metrics(run_dir) if report_only else \
+            train(run_dir, [ROOT / config_dir / "baseline.py"], {**(common or {}), **overrides})
+    try:
+        from eval import compare_runs
+        compare_runs([r["dir"] for r in runs.values()], str(report_dir), names=list(runs), title=spec["title"])
+        head = (report_dir / "report.md").read_text() if (report_dir / "report.md").is_file() else ""
+    except (ImportError, AttributeError) as e:
+        head = f"# {spec['title']}\n\n(eval.py's compare_runs is not available: {e})\n"
+    base = {**load_config(ROOT / config_dir / "baseline.py"), **(common or {})}
+    fixed = ", ".join(f"{k}={v!r}" for k, v in base.items() if all(k not in o for o in spec["runs"].values())
+                      and k not in ("out_dir",))
+    rows = {label: summarize(run) for label, run in runs.items()}
+    extra = analyse_schedule(runs) if name == "schedule" else analyse_checkpoints(runs) if name == "ckpt" else []
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    winner, record = experiment_record(spec["title"], spec["question"], f"{now}, {machine()}. Fixed: {fixed}.",
+                                       rows, spec.get("metric", "val_bpb"), extra)
+    plot_sweep(report_dir / "headline.png", runs, "val_bpb")
+    write_atomic(report_dir / "report.md", (head.rstrip() + "\n\n" + "\n".join(record) + "\n").encode())
+    print(f"  {name}: winner {winner}; report {report_dir / 'report.md'}", flush=True)
+    return report_dir / "report.md", winner, rows
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 7. Command line
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", nargs="+", choices=list(INCIDENTS), help="incidents to run (default: all)")
+    p.add_argument("--sweep", help="run config/sweeps/NAME.py instead of the incidents")
+    p.add_argument("--report-only", action="store_true", help="rebuild the report from existing runs")
+    p.add_argument("--figures", help="also copy the headline figure(s) to this folder (docs/figures)")
+    args = p.parse_args(argv)
+    if not (ROOT / "data/default/meta.json").is_file() and not args.report_only:
+        print("data/default is missing: running prepare.py first", flush=True)
+        subprocess.run([PY, str(ROOT / "prepare.py")], cwd=ROOT, check=True)
+    t0 = time.time()
+    if args.sweep:
+        report, _, _ = run_sweep(args.sweep, report_only=args.report_only)
+        figure, copy_as = report.parent / "headline.png", f"sweep_{args.sweep}.png"
+    else:
+        report, _ = run_incidents(args.only or list(INCIDENTS), report_only=args.report_only)
+        figure, copy_as = report.parent / "overview.png", "incidents.png"
+    if args.figures:
+        Path(args.figures).mkdir(parents=True, exist_ok=True)
+        shutil.copy(figure, Path(args.figures) / copy_as)
+    print(f"done in {time.time() - t0:.0f} s: {report}")
+
+
+if __name__ == "__main__":
+    main()
