@@ -96,8 +96,8 @@ def _fwd_key_tiles(acc, m_i, l_i,  # running numerator (BLOCK_M, D), max and den
             if CAUSAL:
                 keep = keep & (offs_m[:, None] >= offs_n[None, :])
             s = tl.where(keep, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp2(m_i - m_new)
+        m_new = tl.maximum(m_i, tl.max(s, 1))  # finite: each row's first tile holds a key it may see
+        alpha = tl.exp2(m_i - m_new)  # 0 on the first tile (m_i = -inf)
         p = tl.exp2(s - m_new[:, None])
         l_i = alpha * l_i + tl.sum(p, 1)
         acc = alpha[:, None] * acc + tl.dot(p.to(v.dtype), v, input_precision="ieee")
