@@ -389,7 +389,12 @@ class FlashAttention(torch.autograd.Function):
 def flash_attention(q, k, v, causal=True, sm_scale=None, block_sizes=None):
     """Softmax attention of q (B, H, T, D) over k, v (B, H_kv, T, D) -> (B, H, T, D), in q's dtype.
     Query head h reads kv head h // (H // H_kv). sm_scale defaults to 1/sqrt(D). block_sizes=(BIG, SMALL)
-    overrides the tile sizes (powers of two, BIG a multiple of SMALL; tests use small ones)."""
+    overrides the tile sizes (powers of two, BIG a multiple of SMALL; tests use small ones).
+    Under torch.autocast the inputs are cast to the autocast dtype first, as F.scaled_dot_product_attention's
+    are (so an fp32 q from RoPE meets a bf16 v in one dtype)."""
+    if torch.is_autocast_enabled(q.device.type):
+        dtype = torch.get_autocast_dtype(q.device.type)
+        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
     if q.dim() != 4 or k.shape != v.shape or k.dim() != 4:
         raise ValueError(f"kernels/attention.py: want q (B, H, T, D) and k, v (B, H_kv, T, D), got "
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")

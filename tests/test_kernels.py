@@ -125,6 +125,18 @@ def test_attention_accepts_strided_inputs():
     assert torch.equal(flash_attention(q_strided, k, v, block_sizes=(32, 16)), o_contiguous)
 
 
+def test_attention_under_autocast_casts_to_one_dtype():
+    """Like SDPA: under autocast an fp32 q (e.g. after RoPE) and an fp16 k meet in the autocast dtype."""
+    q, k, v = _qkv(1, 2, 1, 20, 32, torch.float32)
+    with torch.autocast(DEVICE, dtype=torch.float16):
+        o = flash_attention(q, k.detach().half(), v, block_sizes=(16, 16))
+    assert o.dtype == torch.float16
+    want = attention_reference(*(t.detach().half().double() for t in (q, k, v)))
+    assert_close("o", o, want, torch.float16)
+    o.float().sum().backward()
+    assert q.grad.dtype == torch.float32 and torch.isfinite(q.grad).all()
+
+
 def test_attention_rejects_bad_input():
     q, k, v = _qkv(1, 4, 3, 8, 32, torch.float32)
     with pytest.raises(ValueError, match="multiple of H_kv"):
@@ -184,3 +196,40 @@ def test_rms_norm_matches_reference(shape, x_dtype, w_dtype):
 def test_rms_norm_rejects_mismatched_weight():
     with pytest.raises(ValueError, match="does not match the last dim"):
         rms_norm(torch.randn(2, 8, device=DEVICE), torch.ones(7, device=DEVICE))
+
+
+# ------------------------------------------------------------------------------------------- together
+def _train_toy_model(attention, norm, steps=8):
+    """A one-block toy language model (RMSNorm -> GQA attention, 2 query heads sharing 1 kv head -> a
+    residual -> logits) trained with SGD; returns the loss at every step."""
+    torch.manual_seed(0)
+    V, C, H, D, B, T = 32, 32, 2, 16, 2, 23
+    emb, out = torch.nn.Embedding(V, C), torch.nn.Linear(C, V, bias=False)
+    to_qkv = torch.nn.Linear(C, (H + 2) * D, bias=False)  # H query heads, one key head, one value head
+    norm_weight = torch.nn.Parameter(torch.ones(C))
+    params = [*emb.parameters(), *out.parameters(), *to_qkv.parameters(), norm_weight]
+    optimizer = torch.optim.SGD(params, lr=0.5)
+    idx = torch.randint(0, V, (B, T + 1), generator=torch.Generator().manual_seed(1))
+    losses = []
+    for _ in range(steps):
+        x = emb(idx[:, :-1])  # (B, T, C)
+        q, k, v = to_qkv(norm(x, norm_weight)).split([H * D, D, D], dim=-1)
+        q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+        k, v = k.view(B, T, 1, D).transpose(1, 2), v.view(B, T, 1, D).transpose(1, 2)  # (B, 1, T, D)
+        y = attention(q, k, v).transpose(1, 2).reshape(B, T, C)
+        loss = torch.nn.functional.cross_entropy(out(x + y).view(B * T, V), idx[:, 1:].reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_toy_model_trains_the_same_with_the_kernels():
+    """Liger-style convergence check: the same 8 SGD steps with the kernels and with the torch references
+    give the same loss at every step (fp32), and the loss goes down."""
+    with_kernels = _train_toy_model(lambda q, k, v: flash_attention(q, k, v, causal=True), rms_norm)
+    with_torch = _train_toy_model(lambda q, k, v: attention_reference(q, k, v, causal=True), rms_norm_reference)
+    for step, (a, b) in enumerate(zip(with_kernels, with_torch)):
+        assert abs(a - b) <= 1e-5 * abs(b), f"step {step}: loss {a:.7f} with kernels, {b:.7f} with torch"
+    assert with_kernels[-1] < with_kernels[0] - 0.1, with_kernels
