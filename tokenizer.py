@@ -158,6 +158,30 @@ def train_naive(chunk_counts, n_merges):
     return merges
 
 
+def merge_counting(ids, pair, new_id, n, counts, fresh):
+    """merge() that also updates the pair counts of a chunk seen n times. Only the neighbours of each
+    occurrence change: x a b y -> x N y takes n from (x, a) and (b, y) and gives it to (x, N) and (N, y).
+    The left neighbour is read from the output, so in "a b a b" the second (a, b) sees N on its left.
+    Pairs that gain are added to fresh."""
+    out, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
+            if out:
+                counts[out[-1], pair[0]] -= n
+                counts[out[-1], new_id] += n
+                fresh.add((out[-1], new_id))
+            if i + 2 < len(ids):
+                counts[pair[1], ids[i + 2]] -= n
+                counts[new_id, ids[i + 2]] += n
+                fresh.add((new_id, ids[i + 2]))
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
 def train_merges(chunk_counts, n_merges, log=None):
     """The same merges as train_naive, with incremental counts. Three structures:
     counts[pair]  occurrences of the pair, weighted by chunk frequency
@@ -186,19 +210,15 @@ def train_merges(chunk_counts, n_merges, log=None):
         new_id = mint(pair, token_bytes, ids_of, merges)
         fresh = set()  # pairs containing new_id: the only counts that rise
         for w in where.pop(pair):
-            ids, n = words[w], freqs[w]
-            new_ids = merge(ids, pair, new_id)
-            for p in zip(ids, ids[1:]):
-                counts[p] -= n
-            for p in zip(new_ids, new_ids[1:]):
-                counts[p] += n
-                if new_id in p:
-                    fresh.add(p)
-                    where[p].add(w)
-            words[w] = new_ids
-        del counts[pair]
+            new_fresh = set()
+            words[w] = merge_counting(words[w], pair, new_id, freqs[w], counts, new_fresh)
+            for p in new_fresh:
+                where[p].add(w)
+            fresh |= new_fresh
+        del counts[pair]  # every occurrence is merged (stale chunk ids in where[...] are harmless)
         for p in sorted(fresh):
-            heapq.heappush(heap, (-counts[p], p))
+            if counts[p] > 0:  # (N, a) in "a b a b" was made and unmade again
+                heapq.heappush(heap, (-counts[p], p))
         if len(merges) > len(seconds):
             seconds.append(time.perf_counter() - start)
             if log:
@@ -401,6 +421,8 @@ def train_tokenizer(texts, vocab_size, out_dir, special_tokens=(EOT,), verbose=T
     n_merges = vocab_size - 256 - len(special_tokens)
     if n_merges < 0:
         raise ValueError(f"vocab size {vocab_size} is below the {256 + len(special_tokens)} byte and special tokens")
+    if verbose and vocab_size > 2 ** 16:
+        print(f"warning: {vocab_size:,} tokens do not fit the uint16 token bins prepare.py writes (max 65,536)")
     start = time.perf_counter()
     pattern = split_pattern()
     chunks = count_chunks(texts, pattern)
@@ -418,8 +440,6 @@ def train_tokenizer(texts, vocab_size, out_dir, special_tokens=(EOT,), verbose=T
         print(f"tokenizer: {enc.n_vocab:,} tokens ({len(merges):,} merges) from {stats['chunks']:,} chunks "
               f"({len(chunks):,} unique) in {seconds:.1f} s (split {split_s:.1f} s), "
               f"peak memory {stats['peak_memory_mb']:,} MB -> {out_dir}")
-        if enc.n_vocab > 2 ** 16:
-            print(f"warning: {enc.n_vocab:,} tokens do not fit the uint16 token bins prepare.py writes")
     return enc
 
 
@@ -481,7 +501,8 @@ def compare(texts, sizes, out_dir, sentencepiece=True):
     for size in sizes:
         n = size - 257
         if n < 0 or n > len(merges):
-            rows.append(("bpe (ours)", size, f"text supports {257 + len(merges):,} tokens at most", None))
+            reason = "below 257 (bytes + <|endoftext|>)" if n < 0 else f"text supports {257 + len(merges):,} at most"
+            rows.append(("bpe (ours)", size, reason, None))
             continue
         largest = {"pattern": pattern, "merges": merges[:n], "special_tokens": {EOT: 256 + n}, "n_vocab": size,
                    "hash": f"compare{size}"}
@@ -539,11 +560,9 @@ def plot_compare(rows, n_bytes, path):
 # 7. The command line
 
 def cmd_train(args):
-    if args.vocab_size > 2 ** 16:
-        print(f"warning: {args.vocab_size:,} tokens do not fit the uint16 token bins prepare.py writes")
     texts, skipped = read_documents(args.input)
     print(f"read {len(texts):,} files, {sum(len(t.encode('utf-8')) for t in texts) / 1e6:.2f} MB"
-          + (f" (skipped {skipped} that are not UTF-8 text)" if skipped else ""))
+          + (f" (skipped {skipped} empty or not UTF-8)" if skipped else ""))
 
     def log(i, pair, new_id, count, token_bytes):
         if i <= 10 or i % 1000 == 0:
@@ -582,15 +601,15 @@ def cmd_decode(args):
     sys.stdout.write(enc.decode([int(w) for w in words]))
 
 
+def sizes_list(text):
+    return sorted({int(size) for size in text.split(",")})
+
+
 def cmd_compare(args):
-    try:
-        sizes = sorted({int(s) for s in args.sizes.split(",")})
-    except ValueError:
-        raise ValueError(f"--sizes {args.sizes!r}: expected comma-separated integers like 1024,4096") from None
-    if sizes[-1] > 2 ** 16:
+    if args.sizes[-1] > 2 ** 16:
         print("note: vocabularies above 65,536 tokens do not fit the uint16 token bins prepare.py writes")
     texts, _ = read_documents(args.input)
-    return compare(texts, sizes, args.out, sentencepiece=not args.no_sentencepiece)
+    return compare(texts, args.sizes, args.out, sentencepiece=not args.no_sentencepiece)
 
 
 def main(argv=None):
@@ -602,7 +621,7 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="directory for tokenizer.json and vocab.txt")
     p = sub.add_parser("compare", help="compression vs vocabulary size, next to sentencepiece")
     p.add_argument("--input", nargs="+", required=True)
-    p.add_argument("--sizes", default="1024,4096,8192,16384,32768")
+    p.add_argument("--sizes", type=sizes_list, default="1024,4096,8192,16384,32768", help="comma-separated")
     p.add_argument("--out", default="out/tokenizer_compare", help="where compare.json and compare.png go")
     p.add_argument("--no-sentencepiece", action="store_true", help="only our BPE")
     for name in ("encode", "decode"):
