@@ -189,7 +189,8 @@ def train_merges(chunk_counts, n_merges, log=None):
     heap          (-count, pair) entries. A count only ever falls, except for pairs that contain the new
                   token (those are pushed fresh), so a popped entry whose count is out of date is pushed back
                   with the right count ("lazy invalidation") and the first up-to-date entry is the true max.
-    Returns (merges, seconds): seconds[i] = time from start until merge i was done."""
+    Returns (merges, seconds): seconds[i] = time from the call until merge i was done."""
+    start = time.perf_counter()
     words = [list(chunk) for chunk in chunk_counts]
     freqs = list(chunk_counts.values())
     counts, where = defaultdict(int), defaultdict(set)
@@ -199,7 +200,7 @@ def train_merges(chunk_counts, n_merges, log=None):
             where[pair].add(w)
     heap = [(-n, pair) for pair, n in counts.items()]
     heapq.heapify(heap)
-    token_bytes, merges, seconds, start = [bytes([b]) for b in range(256)], [], [], time.perf_counter()
+    token_bytes, merges, seconds = [bytes([b]) for b in range(256)], [], []
     ids_of = {b: i for i, b in enumerate(token_bytes)}
     while len(merges) < n_merges and heap:
         neg, pair = heapq.heappop(heap)
@@ -423,14 +424,15 @@ def train_tokenizer(texts, vocab_size, out_dir, special_tokens=(EOT,), verbose=T
         raise ValueError(f"vocab size {vocab_size} is below the {256 + len(special_tokens)} byte and special tokens")
     if verbose and vocab_size > 2 ** 16:
         print(f"warning: {vocab_size:,} tokens do not fit the uint16 token bins prepare.py writes (max 65,536)")
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     pattern = split_pattern()
     chunks = count_chunks(texts, pattern)
     split_s = time.perf_counter() - start
     merges, _ = train_merges(chunks, n_merges, log=log)
-    seconds = time.perf_counter() - start
+    seconds, cpu_s = time.perf_counter() - start, time.process_time() - start_cpu
     stats = {"chunks": sum(chunks.values()), "unique_chunks": len(chunks), "seconds": round(seconds, 2),
-             "split_seconds": round(split_s, 2), "peak_memory_mb": round(peak_memory_mb())}
+             "cpu_seconds": round(cpu_s, 2), "split_seconds": round(split_s, 2),
+             "peak_memory_mb": round(peak_memory_mb())}
     path = save_tokenizer(out_dir, pattern, merges, special_tokens, stats)
     enc = load_tokenizer(path)
     if verbose and len(merges) < n_merges:
@@ -438,7 +440,7 @@ def train_tokenizer(texts, vocab_size, out_dir, special_tokens=(EOT,), verbose=T
               f"not {vocab_size:,}")
     if verbose:
         print(f"tokenizer: {enc.n_vocab:,} tokens ({len(merges):,} merges) from {stats['chunks']:,} chunks "
-              f"({len(chunks):,} unique) in {seconds:.1f} s (split {split_s:.1f} s), "
+              f"({len(chunks):,} unique) in {seconds:.1f} s (split {split_s:.1f} s; CPU {cpu_s:.1f} s), "
               f"peak memory {stats['peak_memory_mb']:,} MB -> {out_dir}")
     return enc
 
@@ -508,14 +510,11 @@ def compare(texts, sizes, out_dir, sentencepiece=True):
                    "hash": f"compare{size}"}
         tokens = len(encoding_from_spec(largest).encode_ordinary(held_out))
         rows.append(("bpe (ours)", size, tokens, split_s + (seconds[n - 1] if n else 0)))
-    if sentencepiece:
-        train_file = out_dir / "train.txt"
-        write_atomic(train_file, train_text)
-        for kind in ("bpe", "unigram"):
-            for size in sizes:
-                result = sentencepiece_row(kind, str(train_file), size, held_out, out_dir)
-                rows.append((f"sentencepiece {kind}", size) + (result if isinstance(result, tuple) else (result, None)))
-        train_file.unlink()
+    with tempfile.TemporaryDirectory() as workdir:  # sentencepiece reads a file and writes model files
+        (Path(workdir) / "train.txt").write_text(train_text, encoding="utf-8")
+        for kind, size in [(kind, size) for kind in ("bpe", "unigram") for size in sizes if sentencepiece]:
+            result = sentencepiece_row(kind, str(Path(workdir) / "train.txt"), size, held_out, workdir)
+            rows.append((f"sentencepiece {kind}", size) + (result if isinstance(result, tuple) else (result, None)))
     print(f"{'tokenizer':<22} {'vocab':>7} {'bytes/token':>11} {'chars/token':>11} {'tokens':>11} "
           f"{'vs first':>8} {'train s':>8}")
     first = next((r[2] for r in rows if isinstance(r[2], int)), None)
@@ -529,11 +528,8 @@ def compare(texts, sizes, out_dir, sentencepiece=True):
         fast, slow, same = encoding_speed(largest, held_out[:1_000_000])
         print(f"encoding with the {largest['n_vocab']:,}-token BPE: tiktoken {fast:.1f} MB/s, reference encoder "
               f"{slow:.2f} MB/s, identical ids: {same}")
-    print(f"peak memory {peak_memory_mb():,.0f} MB")
-    write_atomic(out_dir / "compare.json", json.dumps({"held_out_bytes": n_bytes, "held_out_chars": len(held_out),
-                 "rows": rows}, indent=1) + "\n")
     plot_compare(rows, n_bytes, out_dir / "compare.png")
-    print(f"wrote {out_dir / 'compare.json'} and {out_dir / 'compare.png'}")
+    print(f"peak memory {peak_memory_mb():,.0f} MB; wrote {out_dir / 'compare.png'}")
     return rows
 
 
@@ -584,6 +580,10 @@ def read_stdin():
 def cmd_encode(args):
     enc = load_tokenizer(args.tokenizer)
     text = read_stdin()
+    if args.bench:
+        fast, slow, same = encoding_speed(read_spec(args.tokenizer), text)
+        print(f"tiktoken {fast:.1f} MB/s, reference encoder {slow:.2f} MB/s, identical ids: {same}")
+        return
     ids = enc.encode(text, allowed_special="all") if args.special else enc.encode_ordinary(text)
     print(" ".join(map(str, ids)))
     if args.show:
@@ -622,7 +622,7 @@ def main(argv=None):
     p = sub.add_parser("compare", help="compression vs vocabulary size, next to sentencepiece")
     p.add_argument("--input", nargs="+", required=True)
     p.add_argument("--sizes", type=sizes_list, default="1024,4096,8192,16384,32768", help="comma-separated")
-    p.add_argument("--out", default="out/tokenizer_compare", help="where compare.json and compare.png go")
+    p.add_argument("--out", default="out/tokenizer_compare", help="where compare.png goes")
     p.add_argument("--no-sentencepiece", action="store_true", help="only our BPE")
     for name in ("encode", "decode"):
         p = sub.add_parser(name, help=f"{name} stdin")
@@ -630,10 +630,11 @@ def main(argv=None):
         if name == "encode":
             p.add_argument("--show", action="store_true", help="also print each token's bytes")
             p.add_argument("--special", action="store_true", help="read <|endoftext|> in the text as the token")
+            p.add_argument("--bench", action="store_true", help="only time tiktoken vs the reference encoder")
     args = parser.parse_args(argv)
     try:
         return {"train": cmd_train, "compare": cmd_compare, "encode": cmd_encode, "decode": cmd_decode}[args.command](args)
-    except ValueError as e:
+    except (ValueError, OSError) as e:  # our errors name the file; OSError's messages do too
         raise SystemExit(f"error: {e}") from None
 
 
