@@ -1,0 +1,392 @@
+"""parallel.py — how one model is spread over many processes (all through torch.distributed).
+
+Every rank (one process per GPU, started by torchrun) runs the same training loop on a different slice of
+each global batch. What differs between the strategies is which rank KEEPS which bytes, and what the ranks
+send each other every step. With Φ parameters and N ranks, mixed-precision AdamW keeps 16 bytes per
+parameter (ZeRO paper accounting: bf16 weights 2 + bf16 grads 2 + fp32 master weights 4 + Adam m 4 + v 4):
+
+    strategy            per-rank bytes (model states)   communication per step      here
+    DDP                 16Φ                              2Φ  (all-reduce of grads)   --zero=0 (default)
+    ZeRO-1              4Φ + 12Φ/N                       2Φ  (same; + a broadcast    --zero=1
+                                                              of updated weights)
+    FSDP (ZeRO-3)       16Φ/N                            3Φ  (all-gather weights in  --fsdp=True
+                                                              forward and backward,
+                                                              reduce-scatter grads)
+
+(an all-reduce moves ~2Φ per rank: a reduce-scatter Φ plus an all-gather Φ.) So: DDP while the model
+states fit; ZeRO-1 when the optimizer states are what does not fit (free: same traffic); FSDP when even
+weights + grads do not fit, paying 1.5x the traffic; FSDP + cpu_offload when the GPU cannot even hold the
+shards (CPU RAM and PCIe become the limit). Activations come on top of all of these, per rank; activation
+checkpointing (GPTConfig.activation_checkpointing) trades them for one extra forward.
+
+In pure fp32 on a CPU the same table holds with 4+4+8 bytes (weights, grads, Adam m and v; no master copy):
+DDP 16Φ, ZeRO-1 8Φ + 8Φ/N, FSDP 16Φ/N. `python parallel.py memory` measures that table (README).
+
+Launch (torchrun sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT for every process):
+    torchrun --standalone --nproc_per_node=8 train.py config/1b.py --fsdp=True
+    python parallel.py consolidate out/RUN/ckpt_0001000 out/RUN/ckpt_0001000.pt   # for sample.py/eval.py
+"""
+import argparse
+import datetime
+import gc
+import os
+import resource
+import shutil
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, fully_shard
+from torch.distributed.optim import ZeroRedundancyOptimizer
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+# -----------------------------------------------------------------------------
+# 1. Joining the process group, and failing loudly when a rank hangs
+
+
+def init_distributed(timeout_s=600):
+    """Join the process group torchrun set up; returns (rank, local_rank, world_size).
+
+    Run as plain `python train.py` (no RANK in the environment) it is a single process and joins nothing.
+    Every collective (all-reduce, all-gather, barrier) waits at most `timeout_s` for the other ranks: a
+    rank that died or hangs (stuck reading data, a deadlock, a dead node) then fails the others with an
+    error instead of a silent hang that burns the whole allocation.
+    """
+    if "RANK" not in os.environ:
+        return 0, 0, 1
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)  # before init, so NCCL binds this process to its own GPU
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    _explain_timeouts(rank, timeout_s)
+    return rank, local_rank, dist.get_world_size()
+
+
+def _explain_timeouts(rank, timeout_s):
+    """Put one plain sentence above the backend's cryptic traceback when a collective times out.
+
+    gloo raises RuntimeError("... Timed out waiting 600000ms for recv operation ..."); NCCL's watchdog
+    raises DistBackendError (or, by default, aborts the process after logging "Watchdog caught collective
+    operation timeout"). Both reach Python's last-chance hook only in the rank(s) that waited.
+    """
+    default_hook = sys.excepthook
+
+    def hook(kind, error, traceback):
+        text = str(error).lower()
+        if isinstance(error, dist.DistBackendError) or "timed out" in text or "timeout" in text:
+            print(f"\nrank {rank}: a collective (all-reduce/all-gather/barrier) waited more than "
+                  f"{timeout_s} s for the other ranks. Another rank is probably dead or hung: find the "
+                  f"first rank that failed in the logs (torchrun reports it). If a slow but healthy step "
+                  f"(a big checkpoint, the first compile) needs longer, raise dist_timeout_s.\n",
+                  file=sys.stderr, flush=True)
+        default_hook(kind, error, traceback)
+
+    sys.excepthook = hook
+
+
+def shutdown():
+    """Leave the process group at the end of training (drop references to the model and optimizer first).
+
+    gc.collect() first: the last step's communication handles sit in reference cycles; left to interpreter
+    shutdown, gloo's worker threads are torn down after Python and the process dies with SIGABRT
+    ("terminate called without an active exception"), about one run in three on this CPU.
+    """
+    if dist.is_initialized():
+        gc.collect()
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+# -----------------------------------------------------------------------------
+# 2. Wrapping the model: DDP, or FSDP2 per transformer block (ZeRO-3)
+
+
+def transformer_blocks(model):
+    """The repeated blocks are the entries of the model's longest nn.ModuleList (GPT.transformer.h)."""
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    if not lists:
+        raise ValueError(f"{type(model).__name__} has no nn.ModuleList of blocks to shard")
+    return max(lists, key=len)
+
+
+def wrap_model(model, fsdp=False, dtype="float32", cpu_offload=False):
+    """DDP or FSDP2 around `model` (already on this rank's device); unchanged for one plain process.
+
+    FSDP shards each block separately so that only ONE block's full weights exist at a time: before a
+    block runs, its shards are all-gathered (Φ_block), after it runs they are freed again, and in backward
+    its gradients are reduce-scattered so each rank keeps 1/N of them. The root call takes what is left
+    (embeddings, final norm, head — tied weights must live in one unit).
+    """
+    if cpu_offload and not fsdp:
+        raise SystemExit("cpu_offload=True needs fsdp=True: FSDP2 is what moves the shards to CPU")
+    if not fsdp:
+        if not dist.is_initialized():
+            return model
+        # gradient_as_bucket_view: grads live inside DDP's all-reduce buckets instead of beside them (-4Φ)
+        device = next(model.parameters()).device
+        device_ids = [device.index] if device.type == "cuda" else None
+        return DDP(model, device_ids=device_ids, gradient_as_bucket_view=True)
+    if dtype == "float16":
+        raise SystemExit("fsdp=True: use dtype=bfloat16 (fp16 would need a sharded gradient scaler)")
+    if cpu_offload and not torch.cuda.is_available():
+        raise SystemExit("cpu_offload=True moves shards from GPU to CPU memory; this run has no GPU")
+    # weights are all-gathered and used in bf16 (half the traffic), gradients reduced in fp32 (accuracy);
+    # the sharded fp32 weights are the master copy the optimizer updates
+    low = {"bfloat16": torch.bfloat16, "float32": None}[dtype]
+    policy = {"mp_policy": MixedPrecisionPolicy(param_dtype=low, reduce_dtype=torch.float32)}
+    if cpu_offload:  # shards, their grads and Adam states live in CPU RAM; the CPU runs optimizer.step()
+        policy["offload_policy"] = CPUOffloadPolicy()
+    for block in transformer_blocks(model):
+        fully_shard(block, **policy)
+    fully_shard(model, **policy)
+    return model
+
+
+def set_gradient_sync(model, sync):
+    """With gradient accumulation, only the last micro-step needs to communicate gradients.
+
+    DDP: skipping the all-reduce on earlier micro-steps is free (full grads are kept anyway). FSDP: NOT
+    done — skipping the reduce-scatter would keep full unsharded gradients (4Φ per rank) between
+    micro-steps, which is the memory FSDP exists to save; so FSDP reduce-scatters every micro-step.
+    """
+    if isinstance(model, DDP):
+        model.require_backward_grad_sync = sync
+
+
+def unwrap(model):
+    """The GPT inside (for generate, num_params, saving): DDP hides it in .module; FSDP2 keeps the class."""
+    return model.module if isinstance(model, DDP) else model
+
+
+# -----------------------------------------------------------------------------
+# 3. The optimizer: ZeRO-1 shards its states across ranks
+
+
+def make_optimizer(optimizer_class, param_groups, zero=0, **hyperparameters):
+    """optimizer_class(param_groups, **hyperparameters), or its ZeRO-1 version when zero=1.
+
+    ZeroRedundancyOptimizer gives each rank whole parameters to own (greedy, largest first, so the split
+    is close to Φ/N): every rank still computes full gradients (DDP all-reduce), but only the owner keeps
+    Adam's m and v for a parameter and updates it, then broadcasts the new weights to the others.
+    Under FSDP the optimizer sees only shards already, so it is a plain optimizer there.
+    """
+    if zero not in (0, 1):
+        raise SystemExit(f"zero={zero}: 0 (DDP) or 1 (ZeRO-1); ZeRO-3 is fsdp=True")
+    if zero and dist.is_initialized() and dist.get_world_size() > 1:
+        return ZeroRedundancyOptimizer(param_groups, optimizer_class=optimizer_class, **hyperparameters)
+    return optimizer_class(param_groups, **hyperparameters)
+
+
+def _local_optimizer(optimizer):
+    """The torch optimizer holding this rank's states (ZeRO-1 keeps it in .optim)."""
+    return optimizer.optim if isinstance(optimizer, ZeroRedundancyOptimizer) else optimizer
+
+
+# -----------------------------------------------------------------------------
+# 4. Sharded checkpoints that load at any world size (torch.distributed.checkpoint)
+#
+# A checkpoint is a directory: DCP's .distcp files (each rank writes the shards it owns; replicated DDP
+# tensors are written once), DCP's .metadata (which byte range of which file holds which slice of which
+# tensor), and extra_rank{R}.pt (step, config, RNG... of rank R). Tensors are keyed by the plain
+# parameter names ("transformer.h.0.attn.c_attn.weight") whatever the wrapper, so a checkpoint written by
+# FSDP on 2 ranks loads into DDP, ZeRO-1 or FSDP on 1, 4 or 8 ranks: DCP reads each rank's new slice.
+# Optimizer states are saved per parameter name ("state" only); hyperparameters and param groups come
+# from the config of the resuming run (ZeRO-1 on another world size has different local groups).
+
+
+def _state(model, optimizer):
+    model_state, optim_state = get_state_dict(model, _local_optimizer(optimizer))
+    return {"model": model_state, "optimizer": optim_state["state"]}, optim_state["param_groups"]
+
+
+def save_sharded(ckpt_dir, model, optimizer, extra):
+    """Collective: every rank calls it. Atomic: written to ckpt_dir.tmp, renamed by rank 0 when complete.
+
+    extra: this rank's small state (step, config, rng, data position...), a torch.save-able dict.
+    """
+    rank, world_size = rank_and_world_size()
+    ckpt_dir = str(ckpt_dir).rstrip("/")
+    tmp, old = ckpt_dir + ".tmp", ckpt_dir + ".old"
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed mid-save
+    _barrier()
+    state, _ = _state(model, optimizer)
+    # without a process group (plain `python train.py`) DCP reads and writes as a single process
+    dcp.save(state, checkpoint_id=tmp, no_dist=not dist.is_initialized())  # fsyncs every file it writes
+    torch.save({**extra, "world_size": world_size}, os.path.join(tmp, f"extra_rank{rank}.pt"))
+    _barrier()  # every rank's files are in tmp
+    if rank == 0:
+        if os.path.exists(ckpt_dir):  # saving the same step twice: keep the old one until the swap
+            os.replace(ckpt_dir, old)
+        os.replace(tmp, ckpt_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        _fsync_dir(os.path.dirname(os.path.abspath(ckpt_dir)))
+    _barrier()  # nobody goes on (or prunes old checkpoints) before the rename
+
+
+def load_sharded(ckpt_dir, model, optimizer):
+    """Collective. Fills model and optimizer in place from ckpt_dir (any saving world size); returns extra.
+
+    extra is this rank's own when the world size is unchanged, otherwise rank 0's, with
+    extra["world_size"] telling which: per-rank state such as RNG streams must then be re-derived.
+    """
+    if not os.path.isfile(os.path.join(ckpt_dir, ".metadata")):
+        raise SystemExit(f"{ckpt_dir}: not a sharded checkpoint (no .metadata)")
+    state, param_groups = _state(model, optimizer)  # the shapes and shards THIS run wants
+    dcp.load(state, checkpoint_id=ckpt_dir, no_dist=not dist.is_initialized())  # each rank: its slices
+    set_state_dict(model, _local_optimizer(optimizer), model_state_dict=state["model"],
+                   optim_state_dict={"state": state["optimizer"], "param_groups": param_groups})
+    rank, world_size = rank_and_world_size()
+    extra = torch.load(os.path.join(ckpt_dir, "extra_rank0.pt"), weights_only=False)
+    if extra["world_size"] == world_size:
+        extra = torch.load(os.path.join(ckpt_dir, f"extra_rank{rank}.pt"), weights_only=False)
+    return extra
+
+
+def consolidate(ckpt_dir, out_file):
+    """One process, no GPU: gather the sharded weights into a single run-dir checkpoint file.
+
+    The file has the keys sample.py/eval.py read (model, model_config, config, tokenizer_hash, step, ...:
+    everything rank 0 put in extra); the optimizer states stay in the directory (resume from there).
+    """
+    metadata = dcp.FileSystemReader(ckpt_dir).read_metadata()
+    # an empty tensor of the saved full shape for every model entry; DCP fills them from all the shards
+    model_state = {key.removeprefix("model."): torch.empty(meta.size, dtype=meta.properties.dtype)
+                   for key, meta in metadata.state_dict_metadata.items() if key.startswith("model.")}
+    dcp.load({"model": model_state}, checkpoint_id=ckpt_dir, no_dist=True)
+    extra = torch.load(os.path.join(ckpt_dir, "extra_rank0.pt"), weights_only=False)
+    checkpoint = {**extra, "model": model_state}
+    tmp = f"{out_file}.tmp"
+    with open(tmp, "wb") as f:
+        torch.save(checkpoint, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, out_file)
+    return checkpoint
+
+
+def rank_and_world_size():
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def _barrier():
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # makes the rename itself durable
+    finally:
+        os.close(fd)
+
+
+# -----------------------------------------------------------------------------
+# 5. Measuring the table: per-rank peak memory and throughput on this machine
+
+
+def predicted_bytes(mode, n_params, world_size, largest_unit):
+    """Per-rank bytes in pure fp32 with AdamW (4 weights + 4 grads + 8 Adam m, v per parameter).
+
+    FSDP also holds ONE unit (a block, or the root's embeddings) unsharded while it runs: its full weights
+    and, in backward, its full grads before the reduce-scatter: 8 bytes x largest_unit.
+    """
+    if mode == "ddp":
+        return 16 * n_params
+    if mode == "zero":
+        return 8 * n_params + 8 * n_params / world_size
+    return 16 * n_params / world_size + 8 * largest_unit
+
+
+def _rss_bytes():
+    with open("/proc/self/status") as f:
+        kib = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return kib * 1024
+
+
+def _train_steps(model, optimizer, vocab_size, block_size, batch_size, steps):
+    """AdamW steps on random tokens; returns the seconds each step took."""
+    step_times = []
+    for _ in range(steps):
+        tokens = torch.randint(0, vocab_size, (batch_size, block_size + 1))
+        start = time.perf_counter()
+        _, loss = model(tokens[:, :-1], tokens[:, 1:])
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step_times.append(time.perf_counter() - start)
+    return step_times
+
+
+def bench(mode, n_layer, n_embd, vocab_size, block_size, batch_size, steps):
+    """One rank of `torchrun --nproc_per_node=N parallel.py bench`: per-rank peak memory and tokens/s.
+
+    Run it with MALLOC_MMAP_THRESHOLD_=65536: glibc otherwise serves tensors up to 32 MiB from a heap it
+    rarely gives back, and RSS then counts freed tensors too (the CPU twin of CUDA's reserved memory).
+    """
+    from model import GPT, GPTConfig  # only the benchmark needs the model
+    rank, _, world_size = init_distributed()
+
+    def build(n_layer, n_embd, vocab_size):
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=n_layer,
+                              n_head=n_embd // 64, n_kv_head=n_embd // 64, n_embd=n_embd))
+        n_params = sum(p.numel() for p in model.parameters())
+        blocks = transformer_blocks(model)
+        largest_unit = max([sum(p.numel() for p in b.parameters()) for b in blocks] +
+                           [n_params - sum(p.numel() for p in blocks.parameters())])  # the root's share
+        model = wrap_model(model, fsdp=mode == "fsdp")
+        return model, make_optimizer(torch.optim.AdamW, model.parameters(), zero=int(mode == "zero")), \
+            n_params, largest_unit
+
+    # the first steps of any model page in ~100 MiB of libtorch code and lazily built tables: do that
+    # with a tiny model first, so the baseline holds everything but the model
+    _train_steps(*build(1, 64, 64)[:2], 64, block_size, 1, 2)
+    baseline = _rss_bytes()
+    model, optimizer, n_params, largest_unit = build(n_layer, n_embd, vocab_size)
+    step_times = _train_steps(model, optimizer, vocab_size, block_size, batch_size, steps)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline  # ru_maxrss is in KiB
+    predicted = predicted_bytes(mode, n_params, world_size, largest_unit)
+    # the first step allocates grads and Adam states: time the others; every rank did batch_size rows
+    tokens_per_s = world_size * batch_size * block_size / (sum(step_times[1:]) / (steps - 1))
+    print(f"rank {rank} {mode} world {world_size}: {n_params / 1e6:.1f}M params, predicted "
+          f"{predicted / 2**20:.0f} MiB, peak RSS growth {peak / 2**20:.0f} MiB "
+          f"({peak / predicted - 1:+.0%}), {tokens_per_s:.0f} tokens/s", flush=True)
+    del model, optimizer
+    shutdown()
+
+
+# -----------------------------------------------------------------------------
+# 6. Command line
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    merge = commands.add_parser("consolidate", help="sharded checkpoint dir -> one .pt file for sample/eval")
+    merge.add_argument("ckpt_dir")
+    merge.add_argument("out_file")
+    measure = commands.add_parser("bench", help="under torchrun: per-rank peak memory and tokens/s")
+    measure.add_argument("--mode", choices=["ddp", "zero", "fsdp"], default="ddp")
+    for name, default in [("n_layer", 8), ("n_embd", 768), ("vocab_size", 4096), ("block_size", 32),
+                          ("batch_size", 1), ("steps", 4)]:
+        measure.add_argument(f"--{name}", type=int, default=default)
+    args = parser.parse_args(argv)
+    if args.command == "bench":
+        bench(**{k: v for k, v in vars(args).items() if k != "command"})
+    if args.command == "consolidate":
+        if not os.path.isfile(os.path.join(args.ckpt_dir, ".metadata")):
+            raise SystemExit(f"{args.ckpt_dir}: not a sharded checkpoint (no .metadata)")
+        checkpoint = consolidate(args.ckpt_dir, args.out_file)
+        size = sum(t.numel() for t in checkpoint["model"].values())
+        print(f"{args.out_file}: {len(checkpoint['model'])} tensors, {size:,} numbers, "
+              f"step {checkpoint.get('step')}")
+
+
+if __name__ == "__main__":
+    main()
