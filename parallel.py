@@ -29,9 +29,10 @@ Launch (torchrun sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT for
 import argparse
 import datetime
 import gc
+import json
 import os
-import resource
 import shutil
+import subprocess
 import sys
 import time
 
@@ -39,7 +40,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
-from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 from torch.distributed.optim import ZeroRedundancyOptimizer
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -303,10 +304,33 @@ def predicted_bytes(mode, n_params, world_size, largest_unit):
     return 16 * n_params / world_size + 8 * largest_unit
 
 
-def _rss_bytes():
+def unit_sizes(model):
+    """(parameters, parameters of the largest FSDP unit): each block, and the root's rest (embeddings...)."""
+    n_params = sum(p.numel() for p in model.parameters())
+    blocks = transformer_blocks(model)
+    in_blocks = [sum(p.numel() for p in block.parameters()) for block in blocks]
+    return n_params, max(in_blocks + [n_params - sum(in_blocks)])
+
+
+def _memory_bytes(field):
+    """VmRSS: resident now; VmHWM: the peak since the last _reset_peak (Linux /proc)."""
     with open("/proc/self/status") as f:
-        kib = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-    return kib * 1024
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) * 1024
+
+
+def _reset_peak():
+    """Writing 5 to clear_refs resets VmHWM to the current RSS: torch.cuda.reset_peak_memory_stats for RAM."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _give_freed_memory_back():
+    """glibc serves allocations under 32 MiB from heaps it rarely returns, so RSS would count freed tensors
+    too (the CPU twin of CUDA's "reserved" memory). Above 64 KiB every allocation gets its own mmap, which
+    free() unmaps: RSS then follows the live tensors."""
+    import ctypes
+    M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
+    ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 65536)
 
 
 def _train_steps(model, optimizer, vocab_size, block_size, batch_size, steps):
@@ -323,46 +347,96 @@ def _train_steps(model, optimizer, vocab_size, block_size, batch_size, steps):
     return step_times
 
 
-def bench(mode, n_layer, n_embd, vocab_size, block_size, batch_size, steps):
-    """One rank of `torchrun --nproc_per_node=N parallel.py bench`: per-rank peak memory and tokens/s.
+def measure_rank(mode, build, vocab_size, block_size, batch_size, steps):
+    """Collective. Peak memory of `steps` AdamW steps of build() wrapped as `mode` (ddp | zero | fsdp).
 
-    Run it with MALLOC_MMAP_THRESHOLD_=65536: glibc otherwise serves tensors up to 32 MiB from a heap it
-    rarely gives back, and RSS then counts freed tensors too (the CPU twin of CUDA's reserved memory).
+    Returns this rank's figures: params, predicted and measured bytes, seconds per step. The weights are
+    counted from before the model is built; the full copy FSDP shards from is not (train a big model's
+    FSDP from the meta device and it never exists).
     """
-    from model import GPT, GPTConfig  # only the benchmark needs the model
-    rank, _, world_size = init_distributed()
-
-    def build(n_layer, n_embd, vocab_size):
-        torch.manual_seed(0)
-        model = GPT(GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=n_layer,
-                              n_head=n_embd // 64, n_kv_head=n_embd // 64, n_embd=n_embd))
-        n_params = sum(p.numel() for p in model.parameters())
-        blocks = transformer_blocks(model)
-        largest_unit = max([sum(p.numel() for p in b.parameters()) for b in blocks] +
-                           [n_params - sum(p.numel() for p in blocks.parameters())])  # the root's share
+    _give_freed_memory_back()
+    for measured in [False, True]:  # round 1 pages in libtorch's code and lazy tables; round 2 counts
+        gc.collect()
+        baseline = _memory_bytes("VmRSS")
+        model = build()
+        n_params, largest_unit = unit_sizes(model)
         model = wrap_model(model, fsdp=mode == "fsdp")
-        return model, make_optimizer(torch.optim.AdamW, model.parameters(), zero=int(mode == "zero")), \
-            n_params, largest_unit
+        optimizer = make_optimizer(torch.optim.AdamW, model.parameters(), zero=int(mode == "zero"))
+        gc.collect()  # the unsharded weights fully_shard copied its shards from
+        _reset_peak()
+        step_times = _train_steps(model, optimizer, vocab_size, block_size, batch_size, steps)
+        peak = _memory_bytes("VmHWM") - baseline
+        del model, optimizer
+    _, world_size = rank_and_world_size()
+    return {"mode": mode, "world_size": world_size, "threads": torch.get_num_threads(),
+            "params": n_params, "predicted": predicted_bytes(mode, n_params, world_size, largest_unit),
+            "peak": peak, "step_s": step_times[1:]}  # step 1 allocates grads and Adam states: not timed
 
-    # the first steps of any model page in ~100 MiB of libtorch code and lazily built tables: do that
-    # with a tiny model first, so the baseline holds everything but the model
-    _train_steps(*build(1, 64, 64)[:2], 64, block_size, 1, 2)
-    baseline = _rss_bytes()
-    model, optimizer, n_params, largest_unit = build(n_layer, n_embd, vocab_size)
-    step_times = _train_steps(model, optimizer, vocab_size, block_size, batch_size, steps)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline  # ru_maxrss is in KiB
-    predicted = predicted_bytes(mode, n_params, world_size, largest_unit)
-    # the first step allocates grads and Adam states: time the others; every rank did batch_size rows
-    tokens_per_s = world_size * batch_size * block_size / (sum(step_times[1:]) / (steps - 1))
-    print(f"rank {rank} {mode} world {world_size}: {n_params / 1e6:.1f}M params, predicted "
-          f"{predicted / 2**20:.0f} MiB, peak RSS growth {peak / 2**20:.0f} MiB "
-          f"({peak / predicted - 1:+.0%}), {tokens_per_s:.0f} tokens/s", flush=True)
-    del model, optimizer
+
+def _gpt(n_layer, n_embd, vocab_size, block_size):
+    from model import GPT, GPTConfig  # only the benchmark needs the model
+    torch.manual_seed(0)
+    return GPT(GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=n_layer,
+                         n_head=n_embd // 64, n_kv_head=n_embd // 64, n_embd=n_embd))
+
+
+def bench(mode, n_layer, n_embd, vocab_size, block_size, batch_size, steps):
+    """One rank of `torchrun --nproc_per_node=N parallel.py bench`; rank 0 prints every rank's figures."""
+    init_distributed()
+    result = measure_rank(mode, lambda: _gpt(n_layer, n_embd, vocab_size, block_size),
+                          vocab_size, block_size, batch_size, steps)
+    results = [result]
+    if dist.is_initialized():
+        results = [None] * dist.get_world_size()
+        dist.all_gather_object(results, result)
+    if rank_and_world_size()[0] == 0:
+        print("RESULT " + json.dumps(results), flush=True)
     shutdown()
+
+
+def _run_bench(world_size, threads, **options):
+    """Launch `parallel.py bench` under torchrun in fresh processes; every rank's figures."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={world_size}", os.path.abspath(__file__), "bench"]
+    command += [f"--{key}={value}" for key, value in options.items()]
+    done = subprocess.run(command, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not lines:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[0].removeprefix("RESULT "))
+
+
+def memory_table(shape):
+    """Per-rank model-state memory, predicted vs measured, for DDP / ZeRO-1 / FSDP on 1, 2 and 4 ranks."""
+    print(f"| strategy | ranks | params | predicted MiB/rank | measured peak MiB/rank | measured/predicted |")
+    print(f"|---|---|---|---|---|---|")
+    for mode, world_size in [("ddp", 1), ("ddp", 2), ("zero", 2), ("zero", 4), ("fsdp", 2), ("fsdp", 4)]:
+        ranks = _run_bench(world_size, threads=1, mode=mode, **shape)
+        peak = max(rank["peak"] for rank in ranks)  # the rank that needs the most decides what fits
+        predicted = ranks[0]["predicted"]
+        print(f"| {mode} | {world_size} | {ranks[0]['params'] / 1e6:.1f}M | {predicted / 2**20:.0f} | "
+              f"{peak / 2**20:.0f} | {peak / predicted:.2f} |", flush=True)
+
+
+def scaling_table(shape):
+    """Tokens/s of DDP with a fixed per-rank batch: 1 process (1 and all cores) vs 2 processes of 1 core."""
+    print(f"| processes x threads | tokens/s | vs 1 x 1 |")
+    print(f"|---|---|---|")
+    baseline = None
+    for world_size, threads in [(1, 1), (1, 2), (2, 1)]:
+        ranks = _run_bench(world_size, threads, mode="ddp", **shape)
+        step_s = sum(ranks[0]["step_s"]) / len(ranks[0]["step_s"])
+        tokens_per_s = world_size * shape["batch_size"] * shape["block_size"] / step_s
+        baseline = baseline or tokens_per_s
+        print(f"| {world_size} x {threads} | {tokens_per_s:,.0f} | {tokens_per_s / baseline:.2f}x |", flush=True)
 
 
 # -----------------------------------------------------------------------------
 # 6. Command line
+
+MEMORY_SHAPE = dict(n_layer=8, n_embd=768, vocab_size=4096, block_size=32, batch_size=1, steps=4)
+SCALING_SHAPE = dict(n_layer=4, n_embd=128, vocab_size=4096, block_size=128, batch_size=8, steps=12)
 
 
 def main(argv=None):
@@ -371,14 +445,19 @@ def main(argv=None):
     merge = commands.add_parser("consolidate", help="sharded checkpoint dir -> one .pt file for sample/eval")
     merge.add_argument("ckpt_dir")
     merge.add_argument("out_file")
-    measure = commands.add_parser("bench", help="under torchrun: per-rank peak memory and tokens/s")
+    commands.add_parser("memory", help="predicted vs measured per-rank memory, DDP / ZeRO-1 / FSDP (~2 min)")
+    commands.add_parser("scaling", help="tokens/s on 1 and 2 processes (~1 min)")
+    measure = commands.add_parser("bench", help="one measurement, under torchrun (memory/scaling run it)")
     measure.add_argument("--mode", choices=["ddp", "zero", "fsdp"], default="ddp")
-    for name, default in [("n_layer", 8), ("n_embd", 768), ("vocab_size", 4096), ("block_size", 32),
-                          ("batch_size", 1), ("steps", 4)]:
+    for name, default in MEMORY_SHAPE.items():
         measure.add_argument(f"--{name}", type=int, default=default)
     args = parser.parse_args(argv)
     if args.command == "bench":
         bench(**{k: v for k, v in vars(args).items() if k != "command"})
+    if args.command == "memory":
+        memory_table(MEMORY_SHAPE)
+    if args.command == "scaling":
+        scaling_table(SCALING_SHAPE)
     if args.command == "consolidate":
         if not os.path.isfile(os.path.join(args.ckpt_dir, ".metadata")):
             raise SystemExit(f"{args.ckpt_dir}: not a sharded checkpoint (no .metadata)")

@@ -109,12 +109,19 @@ def run_job(mode, steps, save_at=None, save_dir=None, load_dir=None):
     return losses
 
 
+def measure_job(mode):
+    """Per-rank memory of a model big enough (3.3M params: DDP 53 MB) that model states dominate."""
+    shape = dict(block_size=16, vocab_size=512, n_layer=4, n_head=4, n_kv_head=4, n_embd=256)
+    return parallel.measure_rank(mode, lambda: GPT(**shape), shape["vocab_size"], shape["block_size"],
+                                 batch_size=1, steps=2)
+
+
 def _rank_main(rank, world_size, port, jobs, out_file):
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     parallel.init_distributed(timeout_s=60)
-    results = {name: run_job(**job) for name, job in jobs.items()}
+    results = {name: measure_job(**job) if "measure" in name else run_job(**job) for name, job in jobs.items()}
     if rank == 0:
         Path(out_file).write_text(json.dumps(results))
     parallel.shutdown()
@@ -136,6 +143,8 @@ def two_ranks(tmp_path_factory):
     jobs = {"ddp": dict(mode="ddp", steps=[0, 1, 2, 3])}
     for mode in ["zero", "fsdp"]:
         jobs[mode] = dict(mode=mode, steps=[0, 1, 2, 3], save_at=2, save_dir=str(tmp / f"ckpt_{mode}"))
+        jobs[f"measure {mode}"] = dict(mode=mode)
+    jobs["measure ddp"] = dict(mode="ddp")
     return tmp, launch(2, jobs, tmp)
 
 
@@ -145,6 +154,17 @@ def test_ddp_zero1_and_fsdp_follow_the_single_process_trajectory(two_ranks):
     assert reference[-1] < reference[0]  # it does learn something, so the comparison means something
     for mode in ["ddp", "zero", "fsdp"]:
         assert losses[mode] == pytest.approx(reference, rel=LOSS_TOL), mode
+
+
+def test_predicted_memory_per_rank_matches_the_measured_peak(two_ranks):
+    """RSS growth per rank (max over ranks) within 20% of predicted_bytes, and DDP > ZeRO-1 > FSDP."""
+    _, results = two_ranks
+    peaks = {}
+    for mode in ["ddp", "zero", "fsdp"]:
+        measured = results[f"measure {mode}"]
+        peaks[mode] = measured["peak"]
+        assert measured["peak"] == pytest.approx(measured["predicted"], rel=0.2), mode
+    assert peaks["ddp"] > peaks["zero"] > peaks["fsdp"]
 
 
 def test_sharded_checkpoint_resumes_at_world_size_1_and_4(two_ranks):
