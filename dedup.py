@@ -24,7 +24,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from collections import Counter
 
@@ -188,45 +187,73 @@ def candidate_pairs(sig, bands, rows, threshold):
 
 
 def near_duplicate_pairs(shingle_lists, threshold=0.8, num_perm=NUM_PERM, bands=None, rows=None):
-    """Shingle hashes per document -> (verified pairs [(i, j, estimated Jaccard)], info dict)."""
+    """Shingle hashes per document -> (verified pairs [(i, j, estimated Jaccard)], info dict, signatures)."""
     if bands is None:
         bands, rows = choose_bands(threshold, num_perm)
     sig = signatures(shingle_lists, num_perm)
     cand = sorted(candidate_pairs(sig, bands, rows, threshold))
     est = np.array([]) if not cand else (sig[:, [i for i, _ in cand]] == sig[:, [j for _, j in cand]]).mean(0)
     pairs = [(i, j, float(e)) for (i, j), e in zip(cand, est) if e >= threshold]
-    return pairs, {"bands": bands, "rows": rows, "candidates": len(cand), "verified": len(pairs)}
+    return pairs, {"bands": bands, "rows": rows, "candidates": len(cand), "verified": len(pairs)}, sig
 
 
-def dedup(texts, threshold=0.8, num_perm=NUM_PERM, near=True, verbose=True):
+def closest_pairs(sig, groups, threshold, k=3, max_docs=2000, block=16):
+    """The k most similar pairs per group that stay *below* the threshold, by signature estimate over all
+    pairs: what the dedup leaves in. groups: (n_docs,) label per document (pairs never cross groups).
+    All pairs is n^2 / 2 * num_perm comparisons, so above max_docs documents only the first max_docs."""
+    n = min(sig.shape[1], max_docs)
+    sig, groups = sig[:, :n], np.asarray(groups[:n])
+    found = []                                                           # (estimate, i, j)
+    for start in range(0, n, block):
+        rows = np.arange(start, min(start + block, n))
+        est = (sig[:, rows, None] == sig[:, None, :]).sum(0) / sig.shape[0]  # (block, n)
+        est[(np.arange(n)[None, :] <= rows[:, None]) | (groups[rows, None] != groups[None, :])] = -1
+        est[est >= threshold] = -1                                       # those are duplicates, gone
+        for g in set(groups[rows].tolist()):                             # top k of each group in this block
+            part = np.where((groups[rows] == g)[:, None], est, -1)
+            for r, j in zip(*np.unravel_index(np.argsort(part, axis=None)[-k:], part.shape)):
+                if part[r, j] >= 0:
+                    found.append((float(part[r, j]), int(rows[r]), int(j)))
+    out = []
+    for g in dict.fromkeys(groups.tolist()):
+        out += sorted((f for f in found if groups[f[1]] == g), reverse=True)[:k]
+    return [(i, j, e) for e, i, j in out]
+
+
+def dedup(texts, threshold=0.8, num_perm=NUM_PERM, near=True, verbose=True, groups=None):
     """Documents -> (keep: sorted indices of kept documents, report dict).
     Report: docs, exact_removed, near_removed, bands, rows, candidates, verified, clusters (lists of
-    indices, first = kept), and est_jaccard {(i, j): signature estimate} for the verified pairs."""
+    indices, first = kept), est_jaccard {(i, j): signature estimate} for the verified pairs, and
+    near_misses [(i, j, estimate)]: the closest pairs below the threshold within each of `groups`
+    (one label per text, e.g. its source; default one group)."""
     start = time.perf_counter()
     vocab, first_of, exact_pairs = {}, {}, []
     unique, shingle_lists = [], []               # near dedup sees each distinct, non-empty text once
     for i, text in enumerate(texts):
         words = normalize(text)
         key = hashlib.sha1(" ".join(words).encode()).digest()
-        if key in first_of:                          # exact duplicate of an earlier document
+        if key in first_of and words:                # exact duplicate of an earlier document
             exact_pairs.append((first_of[key], i))
         else:
             first_of[key] = i
             if words:
                 unique.append(i)
                 shingle_lists.append(shingles32(word_ids(words, vocab)))
-    info, near_pairs = {"bands": None, "rows": None, "candidates": 0, "verified": 0}, []
+    info, near_pairs, near_misses = {"bands": None, "rows": None, "candidates": 0, "verified": 0}, [], []
     if near and unique:
-        pairs, info = near_duplicate_pairs(shingle_lists, threshold, num_perm)
+        pairs, info, sig = near_duplicate_pairs(shingle_lists, threshold, num_perm)
         near_pairs = [(unique[i], unique[j], e) for i, j, e in pairs]
+        labels = [0 if groups is None else groups[i] for i in unique]
+        near_misses = [(unique[i], unique[j], e) for i, j, e in closest_pairs(sig, labels, threshold)]
     clusters = clusters_from_pairs(len(texts), exact_pairs + [(i, j) for i, j, _ in near_pairs])
     removed = {i for c in clusters for i in c[1:]}
     keep = [i for i in range(len(texts)) if i not in removed]
+    near_misses = [(i, j, e) for i, j, e in near_misses if i not in removed and j not in removed]
     exact_removed = len(exact_pairs)
     report = dict(docs=len(texts), exact_removed=exact_removed, near_removed=len(removed) - exact_removed,
                   threshold=threshold, num_perm=num_perm, **info, seconds=time.perf_counter() - start,
                   clusters=sorted(clusters, key=len, reverse=True),
-                  est_jaccard={(i, j): e for i, j, e in near_pairs})
+                  est_jaccard={(i, j): e for i, j, e in near_pairs}, near_misses=near_misses)
     if verbose:
         print_summary(report)
     return keep, report
@@ -252,16 +279,25 @@ def print_summary(r):
           f"{dict(sorted(sizes.items()))}; {r['seconds']:.1f} s")
 
 
-def show_clusters(texts, names, clusters, k=3, width=38):
+def side_by_side(texts, names, i, j, width=38):
+    """One line: the starts of documents i and j, their exact word-5-gram Jaccard, j's name."""
+    left, right = (" ".join(texts[k].split())[:width].ljust(width) for k in (i, j))
+    return f"  {left} | {right} | J={exact_jaccard(texts[i], texts[j]):.3f} {names[j]}"
+
+
+def show_clusters(texts, names, clusters, k=3):
     """The k largest clusters side by side: kept document | removed one, with their exact 5-gram Jaccard."""
     lines = []
     for c in clusters[:k]:
         lines.append(f"cluster of {len(c)} (kept: {names[c[0]]})")
-        for j in c[1:4]:
-            left = " ".join(texts[c[0]].split())[:width].ljust(width)
-            right = " ".join(texts[j].split())[:width].ljust(width)
-            lines.append(f"  {left} | {right} | J={exact_jaccard(texts[c[0]], texts[j]):.3f} {names[j]}")
+        lines += [side_by_side(texts, names, c[0], j) for j in c[1:4]]
     return lines
+
+
+def show_near_misses(texts, names, near_misses):
+    """The closest pairs that stayed, with the signature estimate and the exact Jaccard."""
+    return [f"{names[i]} ~ {names[j]}: estimated J={e:.3f}, exact J={exact_jaccard(texts[i], texts[j]):.3f}"
+            for i, j, e in near_misses]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -346,7 +382,7 @@ def benchmark(threshold=0.8, cache_dir="data/cache", sample=300):
     start = time.perf_counter()
     vocab = {}
     shingle_lists = [shingles32(word_ids(normalize(t), vocab)) for t in texts]
-    pairs, info = near_duplicate_pairs(shingle_lists, threshold)
+    pairs, info, _ = near_duplicate_pairs(shingle_lists, threshold)
     ours_s = time.perf_counter() - start
     print("\n".join(s_curve_table(info["bands"], info["rows"])))
 
@@ -436,14 +472,8 @@ def read_jsonl(path, field):
 
 
 def write_jsonl_atomic(path, rows):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".jsonl")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from prepare import write_atomic  # imported here: prepare.py imports this file
+    write_atomic(path, lambda f: f.writelines((json.dumps(row, ensure_ascii=False) + "\n").encode() for row in rows))
 
 
 def main(argv=None):

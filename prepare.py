@@ -21,6 +21,7 @@ Expected (python prepare.py, 2 cores): about 4.5M tokens, train ~4.3M / val ~0.2
 import argparse
 import gzip
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -152,12 +153,19 @@ def open_jsonl(path):
             import zstandard
         except ImportError:
             raise SystemExit(f"{path}: reading .zst needs the zstandard package (pip install zstandard)") from None
-        return zstandard.open(path, "rb")
+        return io.BufferedReader(zstandard.open(path, "rb"))  # its reader has no readline: buffer it
     return open(path, "rb")
 
 
+def zstd_errors():
+    """zstandard's own exception class (not an OSError), once the optional package has been imported."""
+    zstd = sys.modules.get("zstandard")
+    return (zstd.ZstdError,) if zstd else ()
+
+
 def jsonl_docs(path, source, stats, field):
-    """One document per line's `field`; lines that are not JSON or have no text are counted, not fatal."""
+    """One document per line's `field`. A line that is not JSON stops the run (a truncated or corrupt
+    dump should be noticed, not silently shrunk); a line without text is counted and skipped."""
     bump(stats, "files")
     with open_jsonl(path) as f:
         for lineno, line in enumerate(f, 1):
@@ -165,9 +173,8 @@ def jsonl_docs(path, source, stats, field):
                 continue
             try:
                 row = json.loads(decode(line, stats))
-            except json.JSONDecodeError:
-                bump(stats, "bad_json_lines")
-                continue
+            except json.JSONDecodeError as e:
+                raise SystemExit(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
             text = row.get(field) if isinstance(row, dict) else None
             if not isinstance(text, str) or not text.strip():
                 bump(stats, "no_text_lines")
@@ -182,7 +189,11 @@ def parquet_docs(path, source, stats, field):
     except ImportError:
         raise SystemExit(f"{path}: reading .parquet needs the pyarrow package (pip install pyarrow)") from None
     bump(stats, "files")
-    for batch in pq.ParquetFile(path).iter_batches(columns=[field], batch_size=1024):
+    shard = pq.ParquetFile(path)
+    if field not in shard.schema_arrow.names:
+        raise SystemExit(f"{path}: no column '{field}' (columns: {', '.join(shard.schema_arrow.names)}); "
+                         "see --text-field")
+    for batch in shard.iter_batches(columns=[field], batch_size=1024):
         for k, text in enumerate(batch.column(0).to_pylist()):
             if isinstance(text, str) and text.strip():
                 yield {"source": source, "name": f"{path}:{k}", "text": text}
@@ -195,7 +206,11 @@ def hf_docs(name, source, stats, field, limit):
         import datasets
     except ImportError:
         raise SystemExit(f"--hf {name}: needs the datasets package (pip install datasets) and internet") from None
-    for k, row in enumerate(datasets.load_dataset(name, split="train", streaming=True)):
+    try:
+        rows = iter(datasets.load_dataset(name, split="train", streaming=True))
+    except Exception as e:  # offline, unknown name, gated dataset: datasets raises many kinds
+        raise SystemExit(f"--hf {name}: cannot stream it ({type(e).__name__}: {e})") from None
+    for k, row in enumerate(rows):
         if k >= limit:
             break
         bump(stats, "files")
@@ -209,14 +224,17 @@ def path_docs(path, source, stats, args):
         p for p in path.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(path).parts))
     for file in files:
         name = file.name.lower()
-        if name.endswith(TEXT_SUFFIXES):
-            yield from text_file_docs(file, source, stats, args.max_doc_mb * 1_000_000)
-        elif name.endswith(JSONL_SUFFIXES):
-            yield from jsonl_docs(file, source, stats, args.text_field)
-        elif name.endswith(".parquet"):
-            yield from parquet_docs(file, source, stats, args.text_field)
-        else:
-            bump(stats, "skipped_unsupported")
+        try:
+            if name.endswith(TEXT_SUFFIXES):
+                yield from text_file_docs(file, source, stats, int(args.max_doc_mb * 1_000_000))
+            elif name.endswith(JSONL_SUFFIXES):
+                yield from jsonl_docs(file, source, stats, args.text_field)
+            elif name.endswith(".parquet"):
+                yield from parquet_docs(file, source, stats, args.text_field)
+            else:
+                bump(stats, "skipped_unsupported")
+        except (OSError, EOFError, ValueError, *zstd_errors()) as e:  # unreadable, truncated .gz, bad .parquet
+            raise SystemExit(f"{file}: cannot read it ({type(e).__name__}: {e})") from None
 
 
 def parse_inputs(args):
@@ -245,7 +263,7 @@ def source_docs(source, args, stats):
     if kind == "shakespeare":
         return shakespeare_docs(args.cache_dir, stats)
     if kind == "code":
-        return code_docs(args.code_mb * 1_000_000, stats)
+        return code_docs(args.code_mb * 1_000_000 or None, stats)
     if kind == "hf":
         return hf_docs(what, name, stats, args.text_field, args.hf_docs)
     return path_docs(what, name, stats, args)
@@ -271,6 +289,11 @@ def stage_key(*parts):
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def code_hash(path):
+    """The code is an input too: an edited rule must not reuse results computed by the old one."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def write_atomic(path, write):
     """write(f) into a temp file in the same directory, fsync, then rename: never half a file."""
     path = Path(path)
@@ -281,10 +304,20 @@ def write_atomic(path, write):
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes private 0600 files; datasets are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def publish_dir(tmp, folder):
+    """A finished temp directory -> folder, readable by all (mkdtemp makes private 0700 directories)."""
+    os.chmod(tmp, 0o755)
+    for f in tmp.iterdir():
+        os.chmod(f, 0o644)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
 
 
 def cached(args, stage, key, build):
@@ -309,7 +342,8 @@ def read_and_clean(sources, args):
         for doc in tqdm(source_docs(source, args, stats), desc=f"read+clean {source[0]}", unit=" docs", leave=False):
             stats["docs"] += 1
             stats["bytes"] += len(doc["text"].encode("utf-8"))
-            text = clean.clean_document(doc["text"], source[1] == "code", skip, counters)
+            name = f"{source[0]}/{doc['name']}"
+            text = clean.clean_document(doc["text"], source[1] == "code", skip, counters, name)
             if text is not None and text.strip():
                 doc["text"] = text
                 docs.append(doc)
@@ -320,10 +354,12 @@ def read_and_clean(sources, args):
 def deduplicate(docs, args):
     if args.no_dedup:
         return docs, {"docs": len(docs), "exact_removed": 0, "near_removed": 0, "clusters": [], "shown": []}
-    keep, rep = dedup.dedup([d["text"] for d in docs], threshold=args.dedup_threshold)
-    names = [f"{d['source']}/{d['name']}" for d in docs]
-    rep["shown"] = dedup.show_clusters([d["text"] for d in docs], names, rep["clusters"])
+    texts, names = [d["text"] for d in docs], [f"{d['source']}/{d['name']}" for d in docs]
+    keep, rep = dedup.dedup(texts, threshold=args.dedup_threshold, groups=[d["source"] for d in docs])
+    rep["shown"] = dedup.show_clusters(texts, names, rep["clusters"])
+    rep["shown_near_misses"] = dedup.show_near_misses(texts, names, rep["near_misses"])
     rep["clusters"] = [[names[i] for i in c] for c in rep["clusters"]]
+    rep["near_misses"] = [(names[i], names[j], round(e, 4)) for i, j, e in rep["near_misses"]]
     rep["est_jaccard"] = len(rep["est_jaccard"])
     return [docs[i] for i in keep], rep
 
@@ -363,8 +399,7 @@ def build_tokenizer(train_texts, args, key):
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tokenizer-"))
         tokenizer.train_tokenizer(sample_text(train_texts, args.tokenizer_mb * 1_000_000, args.seed),
                                   args.vocab_size, tmp)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+        publish_dir(tmp, folder)
     else:
         print(f"tokenizer: reusing {folder}")
     return folder
@@ -483,8 +518,7 @@ def write_dataset(out, bins, docs, ids, tok_dir, enc):
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=".tokenizer-"))
     for f in Path(tok_dir).iterdir():
         shutil.copy2(f, tmp / f.name)
-    shutil.rmtree(out / "tokenizer", ignore_errors=True)
-    os.replace(tmp, out / "tokenizer")
+    publish_dir(tmp, out / "tokenizer")
     return meta_bins
 
 
@@ -499,12 +533,12 @@ def main(argv=None):
     shares = parse_mix(args.mix, names) if args.mix else None
     skip = sorted(clean.RULE_NAMES) if args.no_clean else sorted(args.skip_rule)
 
-    key_clean = stage_key([fingerprint(s, args) for s in sources], skip, clean.RULE_NAMES)
+    key_clean = stage_key([fingerprint(s, args) for s in sources], skip, code_hash(clean.__file__), code_hash(__file__))
     docs, read_stats, counters = cached(args, "clean", key_clean, lambda: read_and_clean(sources, args))
     raw_bytes = sum(s["bytes"] for s in read_stats.values())
     if not docs:
         raise SystemExit(f"{', '.join(names)}: no documents left after reading and cleaning; nothing written")
-    key_dedup = stage_key(key_clean, args.no_dedup, args.dedup_threshold, dedup.NUM_PERM, dedup.NGRAM)
+    key_dedup = stage_key(key_clean, args.no_dedup, args.dedup_threshold, code_hash(dedup.__file__))
     docs, dedup_report = cached(args, "dedup", key_dedup, lambda: deduplicate(docs, args))
 
     is_val = split(docs, args.val_frac, args.seed)
@@ -533,7 +567,9 @@ def main(argv=None):
         picks, mix_info[split_name] = plan_mix(counts, asked, rng, args.max_epochs if split_name == "train" else 1,
                                                total, split_name)
         chosen = [idx[s][k] for s in present for k in picks[s]]
-        bins[f"{split_name}.bin"] = [chosen[k] for k in rng.permutation(len(chosen))] if split_name == "train" else chosen
+        if split_name == "train":  # shuffled, so that training does not read one source after the other
+            chosen = [chosen[k] for k in rng.permutation(len(chosen))]
+        bins[f"{split_name}.bin"] = chosen
         if split_name == "val":
             bins.update({f"val_{s}.bin": idx[s] for s in present if idx[s]})
     if not bins["train.bin"]:
@@ -553,10 +589,11 @@ def main(argv=None):
                             "val_docs": int(sum(is_val[i] for i, d in enumerate(docs) if d["source"] == s))}
                         for s in names},
             "mix": mix_info, "cleaning": {**counters, "skipped_rules": skip},
-            "dedup": {k: v for k, v in dedup_report.items() if k not in ("shown",)},
+            "dedup": {k: v for k, v in dedup_report.items() if not k.startswith("shown")},
             "contamination": contamination, "command": " ".join(["python", "prepare.py"] + (argv or sys.argv[1:])),
             "seconds": round(seconds, 1), "raw_mb_per_s": round(raw_bytes / 1e6 / seconds, 2)}
-    lines = report.summary(meta, dedup_report.get("shown", []), raw_bytes)
+    lines = report.summary(meta, dedup_report.get("shown", []), dedup_report.get("shown_near_misses", []),
+                           raw_bytes)
     report.write_report(out, meta, docs, lines)
     write_atomic(out / "meta.json", lambda f: f.write(json.dumps(meta, indent=1, default=int).encode()))
     print("\n".join(lines))
@@ -567,8 +604,8 @@ def main(argv=None):
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-    p.add_argument("--input", nargs="+", default=list(BUILTIN),
-                   help="sources: 'shakespeare', 'code', PATH or NAME=PATH (.txt/.md dirs, .jsonl[.gz|.zst], .parquet)")
+    p.add_argument("--input", nargs="+", default=None, help="sources: 'shakespeare', 'code', PATH or NAME=PATH "
+                   "(.txt/.md dirs, .jsonl[.gz|.zst], .parquet); default: shakespeare code, unless --hf is given")
     p.add_argument("--hf", action="append", default=[], help="a Hugging Face dataset streamed with `datasets`")
     p.add_argument("--hf-docs", type=int, default=10_000, help="documents to take from each --hf dataset")
     p.add_argument("--text-field", default="text", help="the field holding the text in .jsonl/.parquet")
@@ -582,7 +619,8 @@ def parse_args(argv):
     p.add_argument("--vocab-size", type=int, default=4096)
     p.add_argument("--tokenizer", default=None, help="use this tokenizer directory instead of training one")
     p.add_argument("--tokenizer-mb", type=float, default=10, help="MB of train text sampled to train the tokenizer")
-    p.add_argument("--code-mb", type=float, default=6, help="MB of stdlib .py files sampled for the code source")
+    p.add_argument("--code-mb", type=float, default=6, help="MB of stdlib .py files sampled for the code source "
+                   "(0 = all ~1,800 files; 6 MB covers the default 30%% code share)")
     p.add_argument("--max-doc-mb", type=float, default=16, help="text files above this are split into pieces")
     p.add_argument("--no-clean", action="store_true", help="apply no cleaning rule")
     p.add_argument("--skip-rule", action="append", default=[], choices=clean.RULE_NAMES, help="skip one rule")
@@ -592,6 +630,8 @@ def parse_args(argv):
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="tokenizer processes")
     p.add_argument("--seed", type=int, default=1337)
     args = p.parse_args(argv)
+    if args.input is None:
+        args.input = [] if args.hf else list(BUILTIN)
     if args.mix is None and sorted(args.input) == sorted(BUILTIN) and not args.hf:
         args.mix = DEFAULT_MIX
     for f in args.contamination:

@@ -36,7 +36,7 @@ def contamination(train_texts, val_items, bench_files, n=13):
     return result
 
 
-def summary(meta, shown_clusters, raw_bytes):
+def summary(meta, shown_clusters, shown_near_misses, raw_bytes):
     """The lines prepare.py prints, also the body of report.md."""
     lines = ["## Sources", "source        files    docs    MB read   after clean  after dedup  val docs"]
     for s, v in meta["sources"].items():
@@ -50,6 +50,7 @@ def summary(meta, shown_clusters, raw_bytes):
     lines += ["", "## Cleaning (documents removed or changed, characters)",
               f"skipped rules: {', '.join(c['skipped_rules']) or 'none'}"]
     lines += [f"{name:<22} {r['docs']:>6} docs {r['chars']:>12,} chars" for name, r in c["rules"].items()]
+    lines += [f"  {name} removed e.g. {', '.join(names)}" for name, names in c["removed_examples"].items()]
     lines.append(f"PII replaced: {c['pii_matches']}")
     total_chars = max(1, sum(c["scripts"].values()))
     lines.append("scripts (share of characters): " +
@@ -58,6 +59,12 @@ def summary(meta, shown_clusters, raw_bytes):
     sizes = Counter(len(cl) for cl in d.get("clusters", []))
     lines += ["", "## Dedup", f"{d['docs']:,} docs: {d['exact_removed']:,} exact + {d['near_removed']:,} near "
               f"duplicates removed; cluster sizes {dict(sorted(sizes.items()))}"] + shown_clusters
+    if shown_near_misses:
+        lines += [f"closest pairs left in (word-5-gram Jaccard below {d['threshold']}), per source:"]
+        lines += ["  " + line for line in shown_near_misses]
+    if shown_near_misses and "shakespeare" in meta["sources"]:
+        lines += ["  (A play in modern and in First Folio spelling is the same text, yet scores ~0.15: one respelled",
+                  "  word breaks all five 5-grams through it. Shingle-based dedup only sees copies, not versions.)"]
     lines += ["", "## Mix (tokens, <|endoftext|> included)", "split  source        asked  achieved     tokens  epochs"]
     for split_name, info in meta["mix"].items():
         lines += [f"{split_name:<6} {s:<12} {v['asked']:>6.1%} {v.get('achieved', 0):>9.1%} {v['tokens']:>10,} "

@@ -1,0 +1,218 @@
+"""prepare.py end to end on a tiny synthetic corpus (a directory of .txt/.md files and a .jsonl.gz file):
+the bins decode back to the cleaned documents with <|endoftext|> before each, meta.json matches the bins,
+per-source val bins, the mix, stage reuse, atomic writes, and every bad input's one-line error."""
+import gzip
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import prepare
+import tokenizer
+
+WORDS = ("the of and to in that have with be it for not on as he she they we you this but his her from by "
+         "king queen lord lady night day heart blood love death crown sword castle river forest winter "
+         "summer letter answer promise honour fortune father mother brother daughter servant soldier "
+         "speaks walks waits hears thinks fears sleeps remembers forgets returns departs arrives").split()
+
+
+def prose(seed, n_words=120):
+    """Random English-looking prose that passes every cleaning rule: 12-word sentences, one per line."""
+    words = np.random.default_rng(seed).choice(WORDS, size=n_words).tolist()
+    return "\n".join(" ".join(words[i:i + 12]) + "." for i in range(0, n_words, 12))
+
+
+CHINESE = "数据清洗是预训练中最重要的工作之一。重复的文档会让模型记住而不是学习。" * 4
+
+
+def build_corpus(root):
+    """notes/: 8 prose files (+ an exact copy, one with an e-mail address, one with invalid UTF-8, an empty
+    and a binary file); web.jsonl.gz: 8 prose rows, one Chinese row and one row without text."""
+    notes = root / "notes"
+    (notes / "sub").mkdir(parents=True)
+    for k in range(8):
+        (notes / ("sub" if k % 2 else "") / f"n{k}.{'md' if k % 3 == 0 else 'txt'}").write_text(prose(k))
+    (notes / "z_copy.txt").write_text(prose(0).upper())                     # exact duplicate of n0.md: goes
+    (notes / "pii.txt").write_text(prose(20) + "\nwrite to jane@example.com.")
+    (notes / "latin1.txt").write_bytes(prose(21).encode() + b"\ncaf\xe9.")  # not UTF-8: one replaced byte
+    (notes / "empty.txt").write_text("  \n")
+    (notes / "blob.txt").write_bytes(b"\x00\x01binary" * 10)
+    rows = [{"id": f"w{k}", "text": prose(100 + k), "url": "x"} for k in range(8)]
+    rows += [{"id": "zh", "text": CHINESE}, {"id": "none", "title": "no text field"}]
+    with gzip.open(root / "web.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    return notes, root / "web.jsonl.gz"
+
+
+def run(tmp_path, *extra, out="out"):
+    notes, web = tmp_path / "notes", tmp_path / "web.jsonl.gz"
+    return prepare.main(["--input", str(notes), f"web={web}", "--out", str(tmp_path / out), "--cache-dir",
+                         str(tmp_path / "cache"), "--vocab-size", "300", "--workers", "1", "--val-frac", "0.25",
+                         "--tokenizer-mb", "1", *extra])
+
+
+def read_docs(path, enc):
+    """A bin -> the decoded documents, checking that the bin starts with <|endoftext|>."""
+    ids = np.fromfile(path, dtype=np.uint16)
+    assert len(ids) and ids[0] == enc.eot_token, f"{path.name} does not start with <|endoftext|>"
+    cuts = np.flatnonzero(ids == enc.eot_token).tolist() + [len(ids)]
+    return [enc.decode(ids[a + 1:b].tolist()) for a, b in zip(cuts, cuts[1:])]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("prepare")
+    build_corpus(tmp_path)
+    meta = run(tmp_path)
+    return tmp_path, tmp_path / "out", meta
+
+
+def test_bins_decode_to_the_cleaned_documents(built):
+    tmp_path, out, meta = built
+    enc = tokenizer.load_tokenizer(out / "tokenizer")
+    train, val = read_docs(out / "train.bin", enc), read_docs(out / "val.bin", enc)
+    per_source = {s: read_docs(out / f"val_{s}.bin", enc) for s in ("notes", "web")}
+    assert sorted(val) == sorted(per_source["notes"] + per_source["web"])  # mix of 1/1: every val doc once
+    assert not set(train) & set(val)                                      # split by document
+    expected = {prose(k) for k in range(8)} | {prose(100 + k) for k in range(8)} | {CHINESE}
+    expected |= {prose(20) + "\nwrite to <EMAIL>.", prose(21) + "\ncaf\ufffd."}
+    assert set(train) | set(val) == expected                              # cleaned text, nothing else
+    assert prose(0).upper() not in train + val                            # the exact copy went
+    assert all(doc in {prose(100 + k) for k in range(8)} | {CHINESE} for doc in per_source["web"])
+
+
+def test_meta_json_matches_the_bins(built):
+    tmp_path, out, meta = built
+    assert json.loads((out / "meta.json").read_text()) == json.loads(json.dumps(meta, default=int))
+    enc = tokenizer.load_tokenizer(out / meta["tokenizer"])
+    assert (meta["vocab_size"], meta["eot_token"], meta["dtype"]) == (enc.n_vocab, enc.eot_token, "uint16")
+    assert meta["vocab_size"] == 300
+    assert meta["tokenizer_hash"] == tokenizer.tokenizer_hash(out / "tokenizer")
+    assert set(meta["bins"]) == {"train.bin", "val.bin", "val_notes.bin", "val_web.bin"}
+    for name, info in meta["bins"].items():
+        docs = read_docs(out / name, enc)
+        assert info["tokens"] == os.path.getsize(out / name) // 2
+        assert info["docs"] == len(docs)
+        assert info["bytes"] == sum(len(d.encode("utf-8")) for d in docs)
+    for name in list(meta["bins"]) + ["meta.json", "report.md", "tokenizer/tokenizer.json", "tokenizer"]:
+        assert oct((out / name).stat().st_mode & 0o777) in ("0o644", "0o755"), name
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]        # no temp files left behind
+
+
+def test_counts_in_meta_and_report(built):
+    tmp_path, out, meta = built
+    notes, web = meta["sources"]["notes"], meta["sources"]["web"]
+    assert (notes["skipped_empty"], notes["skipped_binary"], notes["invalid_utf8_docs"]) == (1, 1, 1)
+    assert notes["replaced_chars"] == 1 and web["no_text_lines"] == 1
+    assert meta["dedup"]["exact_removed"] == 1 and meta["dedup"]["near_removed"] == 0
+    assert meta["cleaning"]["pii_matches"]["email"] == 1
+    assert meta["cleaning"]["rules"]["pii"]["docs"] == 1
+    assert meta["cleaning"]["scripts"]["cjk"] > 0 and meta["cleaning"]["scripts"]["latin"] > 0
+    report = (out / "report.md").read_text()
+    assert "## Dedup" in report and "doc_lengths.png" in report and (out / "rules.png").exists()
+
+
+def test_rerun_reuses_stages_and_gives_the_same_bins(built, capsys):
+    tmp_path, out, meta = built
+    run(tmp_path, out="again")
+    printed = capsys.readouterr().out
+    assert "clean: reusing" in printed and "dedup: reusing" in printed and "tokenizer: reusing" in printed
+    for name in meta["bins"]:
+        assert (out / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
+
+
+def test_no_clean_and_skip_rule(built):
+    tmp_path, out, meta = built
+    meta = run(tmp_path, "--no-clean", "--no-dedup", out="raw")
+    assert meta["dedup"]["exact_removed"] == 0 and meta["cleaning"]["pii_matches"]["email"] == 0
+    assert all(r["docs"] == 0 for r in meta["cleaning"]["rules"].values())
+    assert sum(b["docs"] for name, b in meta["bins"].items() if name in ("train.bin", "val.bin")) == 20
+
+
+def test_plan_mix_hits_the_asked_shares_within_one_percent():
+    rng = np.random.default_rng(0)
+    counts = {"a": rng.integers(50, 500, size=1000), "b": rng.integers(50, 500, size=300)}
+    for shares in ({"a": 0.7, "b": 0.3}, {"a": 0.5, "b": 0.5}, {"a": 0.95, "b": 0.05}):
+        picks, info = prepare.plan_mix(counts, shares, rng)
+        for s in shares:
+            assert abs(info[s]["achieved"] - shares[s]) < 0.01, (shares, info)
+            assert info[s]["tokens"] == sum(int(counts[s][i]) for i in picks[s])
+    picks, info = prepare.plan_mix(counts, {"a": 0.1, "b": 0.9}, rng, total=2_000_000)  # b must repeat
+    assert info["b"]["epochs"] == pytest.approx(4.0) and len(picks["b"]) == 4 * 300     # capped at 4 epochs
+
+
+def test_write_atomic_never_leaves_half_a_file(tmp_path):
+    target = tmp_path / "train.bin"
+    target.write_bytes(b"old")
+
+    def crash(f):
+        f.write(b"half of the new")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prepare.write_atomic(target, crash)
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["train.bin"]
+
+
+def test_huge_text_file_is_streamed_in_pieces(tmp_path):
+    text = "\n\n".join(prose(k) for k in range(6))
+    (tmp_path / "big.txt").write_text(text)
+    stats = {}
+    pieces = list(prepare.text_file_docs(tmp_path / "big.txt", "big", stats, max_doc_bytes=1500))
+    assert len(pieces) > 1 and stats["huge_pieces"] == len(pieces)
+    assert "".join(p["text"] for p in pieces) == text                    # cut at blank lines, nothing lost
+    assert all(len(p["text"].encode()) <= 2 * 1500 for p in pieces)
+
+
+def bad_inputs(tmp_path):
+    (tmp_path / "bad.jsonl").write_text('{"text": "fine"}\n{"text": "cut off\n')
+    (tmp_path / "x.jsonl.gz").write_bytes(b"not gzip at all")
+    (tmp_path / "x.jsonl.zst").write_bytes(b"")
+    (tmp_path / "x.parquet").write_bytes(b"")
+    (tmp_path / "blank").mkdir()
+    (tmp_path / "blank" / "empty.txt").write_text("\n")
+    return [(["--input", str(tmp_path / "missing")], "missing: no such file or directory"),
+            (["--input", str(tmp_path / "bad.jsonl")], "bad.jsonl:2: not valid JSON"),
+            (["--input", str(tmp_path / "x.jsonl.gz")], "x.jsonl.gz: cannot read it"),
+            (["--input", str(tmp_path / "blank")], "blank: no documents left"),
+            (["--input", "shakespeare", "code", "--mix", "poems=1"], "unknown source 'poems'"),
+            (["--contamination", str(tmp_path / "nope.jsonl")], "nope.jsonl: no such file")]
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_bad_input_gives_a_one_line_error_and_writes_nothing(tmp_path, case):
+    argv, error = bad_inputs(tmp_path)[case]
+    with pytest.raises(SystemExit, match=error) as e:
+        prepare.main(argv + ["--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")])
+    assert "\n" not in str(e.value.code)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("module,file", [("zstandard", "x.jsonl.zst"), ("pyarrow", "x.parquet"),
+                                         ("datasets", None)])
+def test_missing_optional_package_is_named(tmp_path, monkeypatch, module, file):
+    bad_inputs(tmp_path)
+    for name in [module, f"{module}.parquet"]:
+        monkeypatch.setitem(sys.modules, name, None)                      # import now raises ImportError
+    argv = ["--input", str(tmp_path / file)] if file else ["--hf", "some/dataset"]
+    with pytest.raises(SystemExit, match=f"needs the {module} package"):
+        prepare.main(argv + ["--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")])
+
+
+def test_optional_formats_when_installed(tmp_path):
+    zstd, pq = pytest.importorskip("zstandard"), pytest.importorskip("pyarrow.parquet")
+    import pyarrow
+    texts = [prose(k) for k in range(3)]
+    with zstd.open(tmp_path / "a.jsonl.zst", "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps({"text": t}) + "\n" for t in texts)
+    pq.write_table(pyarrow.table({"text": texts, "n": [1, 2, 3]}), tmp_path / "b.parquet")
+    (tmp_path / "bad.jsonl.zst").write_bytes(b"not zstd")
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    for file in ("a.jsonl.zst", "b.parquet"):
+        stats = {}
+        docs = list(prepare.path_docs(tmp_path / file, "s", stats, prepare.parse_args([])))
+        assert [d["text"] for d in docs] == texts and stats["files"] == 1
+        with pytest.raises(SystemExit, match=f"bad.{file.split('.', 1)[1]}: cannot read it"):
+            list(prepare.path_docs(tmp_path / f"bad.{file.split('.', 1)[1]}", "s", {}, prepare.parse_args([])))
