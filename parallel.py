@@ -2,25 +2,27 @@
 
 Every rank (one process per GPU, started by torchrun) runs the same training loop on a different slice of
 each global batch. What differs between the strategies is which rank KEEPS which bytes, and what the ranks
-send each other every step. With Φ parameters and N ranks, mixed-precision AdamW keeps 16 bytes per
-parameter (ZeRO paper accounting: bf16 weights 2 + bf16 grads 2 + fp32 master weights 4 + Adam m 4 + v 4):
+send each other every step. With Φ parameters and N ranks, AdamW keeps 16 bytes per parameter: fp32
+weights 4, fp32 grads 4, Adam's m 4 and v 4. That holds under bf16 autocast too: autocast makes bf16
+copies of a weight for one matmul and drops them, so the fp32 weights are the master copy.
 
-    strategy            per-rank bytes (model states)   communication per step      here
-    DDP                 16Φ                              2Φ  (all-reduce of grads)   --zero=0 (default)
-    ZeRO-1              4Φ + 12Φ/N                       2Φ  (same; + a broadcast    --zero=1
-                                                              of updated weights)
-    FSDP (ZeRO-3)       16Φ/N                            3Φ  (all-gather weights in  --fsdp=True
-                                                              forward and backward,
-                                                              reduce-scatter grads)
+    strategy        per-rank bytes    numbers each rank sends per step             here
+    DDP             16Φ               2Φ  all-reduce the grads                     --zero=0 (default)
+    ZeRO-1          8Φ + 8Φ/N         3Φ  the same all-reduce, then every rank     --zero=1
+                                          broadcasts the weights it updated
+    FSDP (ZeRO-3)   16Φ/N + 8·unit    3Φ  all-gather a block's weights in forward  --fsdp=True
+                                          and again in backward, reduce-scatter
+                                          its grads; unit = the largest block
 
-(an all-reduce moves ~2Φ per rank: a reduce-scatter Φ plus an all-gather Φ.) So: DDP while the model
-states fit; ZeRO-1 when the optimizer states are what does not fit (free: same traffic); FSDP when even
-weights + grads do not fit, paying 1.5x the traffic; FSDP + cpu_offload when the GPU cannot even hold the
-shards (CPU RAM and PCIe become the limit). Activations come on top of all of these, per rank; activation
-checkpointing (GPTConfig.activation_checkpointing) trades them for one extra forward.
-
-In pure fp32 on a CPU the same table holds with 4+4+8 bytes (weights, grads, Adam m and v; no master copy):
-DDP 16Φ, ZeRO-1 8Φ + 8Φ/N, FSDP 16Φ/N. `python parallel.py memory` measures that table (README).
+(an all-reduce sends ~2Φ: a reduce-scatter Φ plus an all-gather Φ. The ZeRO paper's 4Φ + 12Φ/N for
+ZeRO-1 counts bf16 weights and grads beside an fp32 master copy, and replaces the all-reduce by a
+reduce-scatter so its traffic stays 2Φ; torch's ZeroRedundancyOptimizer shards only Adam's states.)
+So: DDP while 16Φ plus activations fit; ZeRO-1 when the optimizer states are what does not fit; FSDP
+when even weights + grads do not fit, paying 1.5x DDP's traffic (bf16 all-gathers halve it again);
+FSDP + cpu_offload when the GPU cannot even hold the shards (CPU RAM and PCIe become the limit).
+Activations come on top of all of these, per rank; activation checkpointing
+(GPTConfig.activation_checkpointing) trades them for one extra forward. `python parallel.py memory`
+measures the table on this CPU (README).
 
 Launch (torchrun sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT for every process):
     torchrun --standalone --nproc_per_node=8 train.py config/1b.py --fsdp=True
@@ -205,27 +207,28 @@ def _state(model, optimizer):
 
 
 def save_sharded(ckpt_dir, model, optimizer, extra):
-    """Collective: every rank calls it. Atomic: written to ckpt_dir.tmp, renamed by rank 0 when complete.
+    """Collective: every rank calls it. Atomic: written to .NAME.tmp beside it, renamed by rank 0 when
+    complete (a leading dot, so a half-written one never matches a run's ckpt_* listing).
 
     extra: this rank's small state (step, config, rng, data position...), a torch.save-able dict.
     """
     rank, world_size = rank_and_world_size()
-    ckpt_dir = str(ckpt_dir).rstrip("/")
-    tmp, old = ckpt_dir + ".tmp", ckpt_dir + ".old"
+    parent, name = os.path.split(os.path.abspath(ckpt_dir))
+    tmp, old = os.path.join(parent, f".{name}.tmp"), os.path.join(parent, f".{name}.old")
     if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed mid-save
     _barrier()
     state, _ = _state(model, optimizer)
     # without a process group (plain `python train.py`) DCP reads and writes as a single process
     dcp.save(state, checkpoint_id=tmp, no_dist=not dist.is_initialized())  # fsyncs every file it writes
-    torch.save({**extra, "world_size": world_size}, os.path.join(tmp, f"extra_rank{rank}.pt"))
+    _save_synced({**extra, "world_size": world_size}, os.path.join(tmp, f"extra_rank{rank}.pt"))
     _barrier()  # every rank's files are in tmp
     if rank == 0:
         if os.path.exists(ckpt_dir):  # saving the same step twice: keep the old one until the swap
             os.replace(ckpt_dir, old)
         os.replace(tmp, ckpt_dir)
         shutil.rmtree(old, ignore_errors=True)
-        _fsync_dir(os.path.dirname(os.path.abspath(ckpt_dir)))
+        _fsync_dir(parent)
     _barrier()  # nobody goes on (or prunes old checkpoints) before the rename
 
 
@@ -262,10 +265,7 @@ def consolidate(ckpt_dir, out_file):
     extra = torch.load(os.path.join(ckpt_dir, "extra_rank0.pt"), weights_only=False)
     checkpoint = {**extra, "model": model_state}
     tmp = f"{out_file}.tmp"
-    with open(tmp, "wb") as f:
-        torch.save(checkpoint, f)
-        f.flush()
-        os.fsync(f.fileno())
+    _save_synced(checkpoint, tmp)
     os.replace(tmp, out_file)
     return checkpoint
 
@@ -277,6 +277,13 @@ def rank_and_world_size():
 def _barrier():
     if dist.is_initialized():
         dist.barrier()
+
+
+def _save_synced(obj, path):
+    with open(path, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())  # on disk before the rename that publishes it
 
 
 def _fsync_dir(path):
@@ -292,10 +299,13 @@ def _fsync_dir(path):
 
 
 def predicted_bytes(mode, n_params, world_size, largest_unit):
-    """Per-rank bytes in pure fp32 with AdamW (4 weights + 4 grads + 8 Adam m, v per parameter).
+    """AdamW's per-rank bytes, the table at the top: 4 weights + 4 grads + 8 Adam m, v per parameter.
 
     FSDP also holds ONE unit (a block, or the root's embeddings) unsharded while it runs: its full weights
-    and, in backward, its full grads before the reduce-scatter: 8 bytes x largest_unit.
+    and, in backward, its full grads before the reduce-scatter: 8 bytes x largest_unit (fp32; with bf16
+    weights, 2 + 2 bf16 grads + 4 for the fp32 copy reduce-scattered). Not counted: activations, and
+    transient copies of a few tensors (a grad before it lands in its bucket, CPU Adam's temporaries)
+    which matter when one tensor (the embedding) is a large part of a small model.
     """
     if mode == "ddp":
         return 16 * n_params

@@ -178,7 +178,7 @@ def test_consolidate_writes_one_file_sample_py_can_load(two_ranks, tmp_path):
 def test_save_is_atomic_and_replaces_an_older_save(tmp_path):
     model, optimizer = build("single")
     ckpt_dir = tmp_path / "ckpt_0000002"
-    (tmp_path / "ckpt_0000002.tmp").mkdir()  # what a run killed in the middle of a save leaves
+    (tmp_path / ".ckpt_0000002.tmp").mkdir()  # what a run killed in the middle of a save leaves
     parallel.save_sharded(ckpt_dir, model, optimizer, {"step": 1})
     train(model, optimizer, [0])
     parallel.save_sharded(ckpt_dir, model, optimizer, {"step": 2})
