@@ -171,6 +171,7 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)     # (B, H, T, D)
         k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, H_kv, T, D)
         v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, H_kv, T, D)
+        v = v.contiguous()  # a copy: else v, a view, would keep the whole c_attn output alive for backward
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         mask = None
         if cache is not None and cache.pos > 0:
@@ -362,3 +363,251 @@ def device_peak_flops(device):
         if all(word in name for word in key.split()):
             return PEAK_FLOPS[key]
     return None
+
+
+# -----------------------------------------------------------------------------
+# the planner: will a training run fit on a GPU, how long will it take, what will it cost
+#
+# Bytes per parameter, per rank (N ranks), as train.py trains: fp32 weights that AdamW updates, matmuls
+# run in bf16 under autocast. 16 B/param of model states is the ZeRO paper's mixed-precision figure (it
+# splits it 2 + 2 + 12 with bf16 weights and an fp32 master copy; the totals agree); parallel.py's table
+# and predicted_bytes() are these rows with a = 4 (pure fp32).
+#
+#                     weights  grads  AdamW m, v  bf16 weight copies (autocast, kept from forward to backward)
+#   DDP (--zero 0)    4        4      8           2 per matmul weight (a = 2; none in fp32)
+#   ZeRO-1            4        4      8/N         2
+#   FSDP (ZeRO-3)     4/N      4/N    8/N         -  (all-gathered in bf16 instead: + (a + 4) x the largest unit,
+#                                                     its gathered weights and its full grads before reduce-scatter)
+#   FSDP + offload    in CPU RAM: 16/N; the GPU holds only the gathered unit
+#
+# Activations saved for backward, bytes per token (a = bytes of the compute dtype: 2 in bf16, 4 in fp32;
+# the residual stream, the norms and the softmax statistics stay fp32; D = head dim, F = SwiGLU width):
+#   per layer  2 x (4C + 4)          the two RMSNorms' inputs and 1/rms (the torch RMSNorm also keeps
+#                                    x/rms: + 2 x 4C; the Triton kernel recomputes it)
+#              a x 2C                the normalised inputs of c_attn and c_fc
+#              a x (2C + 2 Hkv D)    attention's q, k, v and output, + 4H for its log-sum-exp
+#              a x C                 c_proj's input (heads merged)
+#              a x 4F                c_fc's output (gate | up), silu(gate), their product
+#   head       4C + 4 (+4C) + a C    the final norm, lm_head's input
+#              4V + a V              log-softmax (fp32) and the logits themselves (the caller holds them)
+# Checkpointing keeps only each layer's input (4C) plus one layer's full set while it is recomputed.
+# At the start of backward the loss adds 8V per token (fp32 gradients of the log-probs and the logits).
+# Peak = weights + optimizer + max(copies + activations + loss grads + grads alive, all grads): in
+# backward, activations are freed as gradients appear. Grads alive at the start of backward: all of them
+# under gradient accumulation or DDP (its buckets), else only the head's.
+# Checked on a CPU (fp32): `python model.py --validate` (README).
+
+GiB = 2**30
+GPUS = {"A100-40": (40, "A100"), "A100-80": (80, "A100"), "H100": (80, "H100"), "H200": (140, "H200")}  # GiB, peak
+CUDA_RESERVE = 1 * GiB   # CUDA context and cuBLAS workspaces, not visible to the formulas above
+FRAGMENTATION = 0.05     # caching-allocator slack: plan for 95% of what is left
+PLANNER_KEYS = dict(     # train.py's defaults for the keys the planner reads
+    batch_size=32, block_size=128, gradient_accumulation_steps=1, tokens_per_step=0, n_layer=4, n_head=4,
+    n_kv_head=4, n_embd=128, ffn_hidden=0, tie_embeddings=True, rope_theta=10000.0, norm_eps=1e-6,
+    kernels="auto", activation_checkpointing=False, vocab_size=0, dtype="bfloat16", dataset="default",
+    zero=0, fsdp=False, cpu_offload=False)
+
+
+def counts(config):
+    """(parameters, matmul parameters, parameters of the largest FSDP unit) from a model on the meta
+    device: exact counts, no memory."""
+    with torch.device("meta"):
+        model = GPT(config)
+    n = model.num_params()
+    block = sum(p.numel() for p in model.transformer.h[0].parameters())
+    return n, model.num_params(non_embedding=True) + config.vocab_size * config.n_embd, max(block, n - config.n_layer * block)
+
+
+def activation_bytes_per_token(c, a, fused_norm, checkpointing):
+    """Saved activations per token, in bytes, for the whole model (the table above)."""
+    D, F = c.n_embd // c.n_head, c.hidden
+    norm = 4 * c.n_embd + 4 + (0 if fused_norm else 4 * c.n_embd)
+    layer = 2 * norm + a * (2 * c.n_embd + 2 * c.n_embd + 2 * c.n_kv_head * D + c.n_embd + 4 * F) + 4 * c.n_head
+    head = norm + a * c.n_embd + (4 + a) * c.vocab_size
+    if checkpointing:
+        return c.n_layer * 4 * c.n_embd + layer + head
+    return c.n_layer * layer + head
+
+
+def memory_plan(c, batch_size, a=2, world_size=1, zero=0, fsdp=False, offload=False, checkpointing=False,
+                grad_accum=1, fused_norm=True):
+    """Peak bytes per rank for training GPTConfig c on micro-batches of batch_size x c.block_size tokens;
+    a dict of the parts (see the table above)."""
+    n, matmul, unit = counts(c)
+    N = world_size
+    shard = N if fsdp else 1
+    plan = dict(weights=4 * n / shard, grads=4 * n / shard, optimizer=8 * n / (N if (zero or fsdp) else 1),
+                copies=2 * matmul if a == 2 and not fsdp else 0, unit=(a + 4) * unit if fsdp else 0)
+    if offload:  # FSDP's CPUOffloadPolicy: shards, grads and optimizer states live in CPU RAM
+        plan["cpu"] = plan["weights"] + plan["grads"] + plan["optimizer"]
+        plan["weights"] = plan["grads"] = plan["optimizer"] = 0
+    tokens = batch_size * c.block_size
+    plan["activations"] = tokens * activation_bytes_per_token(c, a, fused_norm, checkpointing)
+    plan["loss_grads"] = tokens * 8 * c.vocab_size
+    all_grads_alive = grad_accum > 1 or N > 1
+    grads_alive = plan["grads"] if all_grads_alive else 4 * c.vocab_size * c.n_embd / shard
+    during_backward = plan["copies"] + plan["activations"] + plan["loss_grads"] + grads_alive
+    plan["peak"] = plan["weights"] + plan["optimizer"] + plan["unit"] + max(during_backward, plan["grads"])
+    return plan
+
+
+def usable_bytes(gpu_gib):
+    return (gpu_gib * GiB - CUDA_RESERVE) * (1 - FRAGMENTATION)
+
+
+def largest_batch(c, usable, **options):
+    """The largest micro-batch whose peak fits in `usable` bytes, or 0 (bisection: the peak grows with it)."""
+    fits = lambda b: memory_plan(c, b, **options)["peak"] <= usable
+    low, high = 0, 1
+    while fits(high) and high < 2**20:
+        low, high = high, 2 * high
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+
+def read_config(path):
+    """A training config file (plain Python, as train.py reads it) -> (GPTConfig, the values read)."""
+    if not os.path.isfile(path):
+        raise SystemExit(f"{path}: no such config file")
+    values = dict(PLANNER_KEYS)
+    try:
+        exec(compile(open(path).read(), path, "exec"), {}, values)
+    except Exception as error:
+        raise SystemExit(f"{path}: {type(error).__name__}: {error}")
+    if values["vocab_size"] == 0:  # train.py then takes the dataset's
+        meta = os.path.join(values["dataset"] if "/" in values["dataset"] else f"data/{values['dataset']}", "meta.json")
+        if not os.path.isfile(meta):
+            raise SystemExit(f"{path}: vocab_size = 0 means the dataset's, but {meta} does not exist: set vocab_size")
+        import json
+        values["vocab_size"] = json.load(open(meta))["vocab_size"]
+    fields = GPTConfig.__dataclass_fields__
+    try:
+        return GPTConfig(**{k: values[k] for k in fields}), values
+    except (ValueError, TypeError) as error:
+        raise SystemExit(f"{path}: {error}")
+
+
+def describe(plan, c, batch_size):
+    """The memory part of the report: one line per part of the peak."""
+    parts = [("weights (fp32)", "weights", ""), ("gradients (fp32)", "grads", ""),
+             ("AdamW m, v (fp32)", "optimizer", ""), ("bf16 weight copies", "copies", "autocast's, kept for backward"),
+             ("FSDP gathered unit", "unit", "largest block or root: weights + full grads"),
+             ("activations", "activations", f"{batch_size} x {c.block_size} tokens"),
+             ("loss gradients", "loss_grads", "8 B x vocab per token, at the start of backward"),
+             ("in CPU RAM (offload)", "cpu", "not on the GPU"), ("peak", "peak", "")]
+    return "\n".join(f"  {label:22s}{plan[key] / GiB:9.2f} GiB   {note}".rstrip()
+                     for label, key, note in parts if plan.get(key) or key in ("grads", "peak"))
+
+
+STRATEGIES = [  # (name, memory_plan options): the ways to trade memory for compute or communication
+    ("DDP", dict()), ("DDP + checkpointing", dict(checkpointing=True)),
+    ("ZeRO-1 + checkpointing", dict(zero=1, checkpointing=True)),
+    ("FSDP + checkpointing", dict(fsdp=True, checkpointing=True)),
+    ("FSDP + offload + checkpointing", dict(fsdp=True, offload=True, checkpointing=True))]
+
+
+def report(path, gpu, gpu_mem, gpus, zero, fsdp, offload, checkpointing, tokens, assumed_mfu, price):
+    c, values = read_config(path)
+    n, matmul, unit = counts(c)
+    with torch.device("meta"):
+        flops = GPT(c).flops_per_token()
+    print(f"{path}: {c.n_layer} layers, width {c.n_embd}, {c.n_head} heads ({c.n_kv_head} kv), SwiGLU "
+          f"{c.hidden}, vocab {c.vocab_size}, block {c.block_size}, tied embeddings {c.tie_embeddings}")
+    embedding = c.vocab_size * c.n_embd * (1 if c.tie_embeddings else 2)
+    print(f"parameters       {n:,} ({n / 1e9:.3f} B); without the vocab x width matrices {n - embedding:,}")
+    print(f"FLOPs per token  {flops:.4g} (training) = 6 x {matmul:,} matmul parameters "
+          f"+ 12 x {c.n_layer} x {c.n_embd} x {c.block_size} (attention)")
+
+    gpu_gib = gpu_mem or GPUS[gpu][0]
+    usable = usable_bytes(gpu_gib)
+    batch, accum = values["batch_size"], values["gradient_accumulation_steps"]
+    common = dict(a=4 if values["dtype"] == "float32" else 2, world_size=gpus, grad_accum=accum,
+                  fused_norm=c.kernels != "torch")
+    chosen = dict(zero=zero, fsdp=fsdp or offload, offload=offload, checkpointing=checkpointing)
+    strategy = ("FSDP + offload" if offload else "FSDP" if fsdp else "ZeRO-1" if zero else "DDP") + \
+        (" + checkpointing" if checkpointing else "")
+    plan = memory_plan(c, batch, **common, **chosen)
+    verdict = "FITS" if plan["peak"] <= usable else "DOES NOT FIT"
+    print(f"\nmemory per GPU: {strategy}, {gpus} x {gpu} ({gpu_gib:g} GiB; {usable / GiB:.1f} usable after "
+          f"1 GiB CUDA context and 5% slack), {values['dtype']}, micro-batch {batch}, accumulation {accum}")
+    print(describe(plan, c, batch) + f"   {verdict}")
+    per_sequence = [activation_bytes_per_token(c, common["a"], common["fused_norm"], ckpt) * c.block_size / GiB
+                    for ckpt in (False, True)]
+    print(f"  activations per sequence: {per_sequence[0]:.3f} GiB, {per_sequence[1]:.3f} with checkpointing")
+    print(f"\n  {'strategy':32s}{'peak at micro-batch ' + str(batch):>26s}  largest micro-batch that fits")
+    for name, options in STRATEGIES:
+        peak = memory_plan(c, batch, **common, **options)["peak"]
+        print(f"  {name:32s}{peak / GiB:21.1f} GiB  {largest_batch(c, usable, **common, **options):>6d}")
+
+    budget = tokens or 20 * n
+    step_tokens = batch * c.block_size * accum * gpus
+    # checkpointing's recompute is one more forward: 8 instead of 6 FLOPs per parameter for the same tokens
+    useful = assumed_mfu * (0.75 if checkpointing else 1.0)
+    per_gpu = useful * PEAK_FLOPS[GPUS[gpu][1]] / flops  # tokens/s per GPU
+    seconds = budget / (per_gpu * gpus)
+    gpu_hours = seconds * gpus / 3600
+    print(f"\ntime to {budget:.3g} tokens ({'given' if tokens else '20 per parameter, Chinchilla'}) at MFU "
+          f"{useful:.2f} (assumed{', x 3/4 for the recompute' if checkpointing else ''}):")
+    print(f"  tokens per step {step_tokens:,} = {batch} x {c.block_size} x {accum} x {gpus} GPU(s) -> {steps_for(budget, step_tokens):,} steps")
+    print(f"  {per_gpu:,.0f} tokens/s per GPU = {useful:.2f} x {PEAK_FLOPS[GPUS[gpu][1]]:.3g} FLOP/s / {flops:.4g} FLOPs")
+    print(f"  wall time {seconds / 3600:,.1f} h ({seconds / 86400:,.1f} days), {gpu_hours:,.0f} GPU-hours, "
+          f"${gpu_hours * price:,.0f} at ${price:.2f} per GPU-hour")
+
+
+def steps_for(budget, step_tokens):
+    return math.ceil(budget / step_tokens)
+
+
+# Llama-shaped models for `--fit` (block 2048, vocab 32000): (name, n_layer, n_embd, n_head, n_kv_head, ffn_hidden)
+FAMILY = [("GPT-2 124M shape", 12, 768, 12, 12, 0), ("350M", 24, 1024, 16, 16, 0),
+          ("TinyLlama 1.1B", 22, 2048, 32, 4, 5632), ("OpenLLaMA 3B", 26, 3200, 32, 32, 8640),
+          ("Llama-2 7B", 32, 4096, 32, 32, 11008), ("Llama-2 13B", 40, 5120, 40, 40, 13824),
+          ("CodeLlama 34B", 48, 8192, 64, 8, 22016)]
+
+
+def fit_table(gpu, gpu_mem):
+    """What trains on one GPU: peak memory at micro-batch 1 x 2048 tokens (bf16, AdamW) per strategy."""
+    gpu_gib = gpu_mem or GPUS[gpu][0]
+    usable = usable_bytes(gpu_gib)
+    names = ["DDP", "DDP + checkpointing", "FSDP + offload + checkpointing"]
+    print(f"one {gpu} ({gpu_gib:g} GiB, {usable / GiB:.1f} usable): peak GiB at micro-batch 1 x 2048 tokens, "
+          f"bf16 autocast, AdamW; * = fits. Offload needs the 16 B/param column in CPU RAM instead.")
+    print(f"| model | params | 16 B/param | " + " | ".join(names) + " |")
+    print("|---|---:|---:|" + "---:|" * len(names))
+    for name, L, C, H, Hkv, F in FAMILY:
+        c = GPTConfig(block_size=2048, vocab_size=32000, n_layer=L, n_head=H, n_kv_head=Hkv, n_embd=C,
+                      ffn_hidden=F, tie_embeddings=False)
+        n = counts(c)[0]
+        cells = []
+        for label, options in STRATEGIES:
+            if label in names:
+                peak = memory_plan(c, 1, **options)["peak"]
+                cells.append(f"{peak / GiB:.1f}{' *' if peak <= usable else ''}")
+        print(f"| {name} | {n / 1e9:.2f} B | {16 * n / GiB:.0f} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    import argparse
+    parser = argparse.ArgumentParser(description="Memory, time and cost of training a config (model.py's planner)")
+    parser.add_argument("config", nargs="?", help="a training config file, e.g. config/1b.py")
+    parser.add_argument("--gpu", choices=GPUS, default="H100", help="GPU model (memory and peak FLOP/s)")
+    parser.add_argument("--gpu-mem", type=float, default=0, help="override the GPU's memory, GiB")
+    parser.add_argument("--gpus", type=int, default=1, help="data-parallel ranks")
+    parser.add_argument("--zero", type=int, choices=[0, 1], default=0, help="1 = ZeRO-1: shard AdamW's states")
+    parser.add_argument("--fsdp", action="store_true", help="FSDP (ZeRO-3): shard weights, grads and states")
+    parser.add_argument("--offload", action="store_true", help="FSDP with weights, grads, states in CPU RAM")
+    parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing")
+    parser.add_argument("--tokens", type=float, default=0, help="token budget (default 20 x parameters)")
+    parser.add_argument("--mfu", type=float, default=0.4, help="assumed model FLOPs utilisation")
+    parser.add_argument("--price", type=float, default=2.0, help="USD per GPU-hour (assumed)")
+    parser.add_argument("--fit", action="store_true", help="table: which model sizes fit on one --gpu")
+    args = parser.parse_args()
+    if args.fit:
+        fit_table(args.gpu, args.gpu_mem)
+    elif args.config:
+        report(args.config, args.gpu, args.gpu_mem, args.gpus, args.zero, args.fsdp, args.offload,
+               args.checkpointing, int(args.tokens), args.mfu, args.price)
+    else:
+        parser.error("name a config file, or --fit")
