@@ -491,6 +491,31 @@ def plan_mix(counts, shares, rng, max_epochs=4.0, total=None, label="train"):
     return picks, info
 
 
+def choose_bins(docs, is_val, ids, names, shares, args):
+    """-> ({bin file name: document indices}, {"train"/"val": plan_mix info}). train.bin and val.bin follow
+    the mix (val.bin without repeats); val_<source>.bin holds all of a source's val documents."""
+    present = sorted({d["source"] for d in docs}, key=names.index)
+    if shares is None:  # no --mix: every document once, so the shares are whatever the data has
+        shares = {s: 1.0 for s in present} if len(present) == 1 else None
+    rng = np.random.default_rng(args.seed)
+    bins, mix_info = {}, {}
+    for split_name, want_val in (("train", False), ("val", True)):
+        idx = {s: [i for i, d in enumerate(docs) if d["source"] == s and is_val[i] == want_val] for s in present}
+        counts = {s: np.array([len(ids[i]) + 1 for i in idx[s]], dtype=np.int64) for s in present}
+        asked = shares or {s: counts[s].sum() / sum(c.sum() for c in counts.values()) for s in present}
+        asked = {s: asked.get(s, 0.0) for s in present}
+        total = args.train_tokens if split_name == "train" else None
+        picks, mix_info[split_name] = plan_mix(counts, asked, rng, args.max_epochs if split_name == "train" else 1,
+                                               total, split_name)
+        chosen = [idx[s][k] for s in present for k in picks[s]]
+        if split_name == "train":  # shuffled, so that training does not read one source after the other
+            chosen = [chosen[k] for k in rng.permutation(len(chosen))]
+        bins[f"{split_name}.bin"] = chosen
+    val_docs = {s: [i for i, d in enumerate(docs) if d["source"] == s and is_val[i]] for s in present}
+    bins.update({f"val_{s}.bin": idx for s, idx in val_docs.items() if idx})
+    return bins, mix_info
+
+
 # ---------------------------------------------------------------------------------------------------------
 # 7. Write
 
@@ -525,6 +550,13 @@ def write_dataset(out, bins, docs, ids, tok_dir, enc):
 # ---------------------------------------------------------------------------------------------------------
 # The pipeline
 
+def lap(times, stage, since):
+    """times[stage] = seconds since `since`; returns now, the start of the next stage."""
+    now = time.perf_counter()
+    times[stage] = round(now - since, 2)
+    return now
+
+
 def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
@@ -533,17 +565,22 @@ def main(argv=None):
     shares = parse_mix(args.mix, names) if args.mix else None
     skip = sorted(clean.RULE_NAMES) if args.no_clean else sorted(args.skip_rule)
 
-    key_clean = stage_key([fingerprint(s, args) for s in sources], skip, code_hash(clean.__file__), code_hash(__file__))
+    key_clean = stage_key([fingerprint(s, args) for s in sources], skip, code_hash(clean.__file__),
+                          code_hash(__file__))
+    times, t = {}, time.perf_counter()
     docs, read_stats, counters = cached(args, "clean", key_clean, lambda: read_and_clean(sources, args))
+    t = lap(times, "read+clean", t)
     raw_bytes = sum(s["bytes"] for s in read_stats.values())
     if not docs:
         raise SystemExit(f"{', '.join(names)}: no documents left after reading and cleaning; nothing written")
     key_dedup = stage_key(key_clean, args.no_dedup, args.dedup_threshold, code_hash(dedup.__file__))
     docs, dedup_report = cached(args, "dedup", key_dedup, lambda: deduplicate(docs, args))
+    t = lap(times, "dedup", t)
 
     is_val = split(docs, args.val_frac, args.seed)
     key_tok = stage_key(key_dedup, args.val_frac, args.seed, args.vocab_size, args.tokenizer_mb)
     tok_dir = build_tokenizer([d["text"] for d, v in zip(docs, is_val) if not v], args, key_tok)
+    t = lap(times, "train tokenizer", t)
     try:
         enc = tokenizer.load_tokenizer(tok_dir)
         tokenizer.check_fits_uint16(enc.n_vocab, str(tok_dir))
@@ -553,27 +590,10 @@ def main(argv=None):
     ids = cached(args, "tokens", stage_key(key_dedup, tok_hash),
                  lambda: tokenize([d["text"] for d in docs], tok_dir, args.workers))
 
-    present = sorted({d["source"] for d in docs}, key=names.index)
-    if shares is None:  # no --mix: every document once, so the shares are whatever the data has
-        shares = {s: 1.0 for s in present} if len(present) == 1 else None
-    rng = np.random.default_rng(args.seed)
-    bins, mix_info = {}, {}
-    for split_name, want_val in (("train", False), ("val", True)):
-        idx = {s: [i for i, d in enumerate(docs) if d["source"] == s and is_val[i] == want_val] for s in present}
-        counts = {s: np.array([len(ids[i]) + 1 for i in idx[s]], dtype=np.int64) for s in present}
-        asked = shares or {s: counts[s].sum() / sum(c.sum() for c in counts.values()) for s in present}
-        asked = {s: asked.get(s, 0.0) for s in present}
-        total = args.train_tokens if split_name == "train" else None
-        picks, mix_info[split_name] = plan_mix(counts, asked, rng, args.max_epochs if split_name == "train" else 1,
-                                               total, split_name)
-        chosen = [idx[s][k] for s in present for k in picks[s]]
-        if split_name == "train":  # shuffled, so that training does not read one source after the other
-            chosen = [chosen[k] for k in rng.permutation(len(chosen))]
-        bins[f"{split_name}.bin"] = chosen
-        if split_name == "val":
-            bins.update({f"val_{s}.bin": idx[s] for s in present if idx[s]})
+    bins, mix_info = choose_bins(docs, is_val, ids, names, shares, args)
     if not bins["train.bin"]:
         raise SystemExit(f"{', '.join(names)}: the mix selects no training documents; nothing written")
+    t = lap(times, "tokenize+mix", t)
 
     out = Path(args.out)
     meta_bins = write_dataset(out, bins, docs, ids, tok_dir, enc)
@@ -581,6 +601,7 @@ def main(argv=None):
     contamination = report.contamination([docs[i]["text"] for i in train_docs],
                                          [(docs[i]["name"], docs[i]["text"]) for i in bins["val.bin"]],
                                          args.contamination)
+    lap(times, "write+contamination", t)
     seconds = time.perf_counter() - start
     meta = {"vocab_size": enc.n_vocab, "dtype": "uint16", "eot_token": enc.eot_token, "tokenizer": "tokenizer",
             "tokenizer_hash": tok_hash, "bins": meta_bins,
@@ -591,7 +612,7 @@ def main(argv=None):
             "mix": mix_info, "cleaning": {**counters, "skipped_rules": skip},
             "dedup": {k: v for k, v in dedup_report.items() if not k.startswith("shown")},
             "contamination": contamination, "command": " ".join(["python", "prepare.py"] + (argv or sys.argv[1:])),
-            "seconds": round(seconds, 1), "raw_mb_per_s": round(raw_bytes / 1e6 / seconds, 2)}
+            "seconds": round(seconds, 1), "stage_seconds": times, "raw_mb_per_s": round(raw_bytes / 1e6 / seconds, 2)}
     lines = report.summary(meta, dedup_report.get("shown", []), dedup_report.get("shown_near_misses", []),
                            raw_bytes)
     report.write_report(out, meta, docs, lines)

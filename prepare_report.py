@@ -58,7 +58,13 @@ def summary(meta, shown_clusters, shown_near_misses, raw_bytes):
     d = meta["dedup"]
     sizes = Counter(len(cl) for cl in d.get("clusters", []))
     lines += ["", "## Dedup", f"{d['docs']:,} docs: {d['exact_removed']:,} exact + {d['near_removed']:,} near "
-              f"duplicates removed; cluster sizes {dict(sorted(sizes.items()))}"] + shown_clusters
+              f"duplicates removed ({(d['exact_removed'] + d['near_removed']) / max(1, d['docs']):.1%}); "
+              f"cluster sizes {dict(sorted(sizes.items()))}"]
+    if d.get("bands"):
+        lines += [f"MinHash: word {dedup.NGRAM}-grams, {d['num_perm']} permutations, LSH {d['bands']} bands x "
+                  f"{d['rows']} rows for Jaccard >= {d['threshold']}; {d['candidates']:,} candidates, "
+                  f"{d['verified']:,} verified by signature"] + dedup.s_curve_table(d["bands"], d["rows"])
+    lines += shown_clusters
     if shown_near_misses:
         lines += [f"closest pairs left in (word-5-gram Jaccard below {d['threshold']}), per source:"]
         lines += ["  " + line for line in shown_near_misses]
@@ -78,7 +84,8 @@ def summary(meta, shown_clusters, shown_near_misses, raw_bytes):
             lines.append(f"{name}: {r['contaminated']}/{r['items']} items share a {meta['contamination']['n']}-gram "
                          f"with train; {r['ngram_overlap']:.2%} of their n-grams; worst {r['worst']}")
     lines += ["", f"raw text {raw_bytes / 1e6:.1f} MB -> bins in {meta['seconds']:.1f} s = {meta['raw_mb_per_s']} MB/s "
-              "(stages reused from the cache are not recomputed)"]
+              "(stages reused from the cache are not recomputed)",
+              "seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in meta["stage_seconds"].items())]
     return lines
 
 

@@ -34,7 +34,7 @@ def build_corpus(root):
     (notes / "sub").mkdir(parents=True)
     for k in range(8):
         (notes / ("sub" if k % 2 else "") / f"n{k}.{'md' if k % 3 == 0 else 'txt'}").write_text(prose(k))
-    (notes / "z_copy.txt").write_text(prose(0).upper())                     # exact duplicate of n0.md: goes
+    (notes / "z_copy.txt").write_text(prose(0).upper())                    # exact duplicate of n0.md: goes
     (notes / "pii.txt").write_text(prose(20) + "\nwrite to jane@example.com.")
     (notes / "latin1.txt").write_bytes(prose(21).encode() + b"\ncaf\xe9.")  # not UTF-8: one replaced byte
     (notes / "empty.txt").write_text("  \n")
@@ -123,12 +123,25 @@ def test_rerun_reuses_stages_and_gives_the_same_bins(built, capsys):
         assert (out / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
 
 
+def test_given_tokenizer_is_used(built):
+    tmp_path, out, meta = built
+    again = run(tmp_path, "--tokenizer", str(out / "tokenizer"), "--no-dedup", out="given")
+    assert again["tokenizer_hash"] == meta["tokenizer_hash"]
+    assert (tmp_path / "given" / "tokenizer" / "tokenizer.json").read_bytes() == \
+        (out / "tokenizer" / "tokenizer.json").read_bytes()
+
+
 def test_no_clean_and_skip_rule(built):
     tmp_path, out, meta = built
     meta = run(tmp_path, "--no-clean", "--no-dedup", out="raw")
     assert meta["dedup"]["exact_removed"] == 0 and meta["cleaning"]["pii_matches"]["email"] == 0
     assert all(r["docs"] == 0 for r in meta["cleaning"]["rules"].values())
     assert sum(b["docs"] for name, b in meta["bins"].items() if name in ("train.bin", "val.bin")) == 20
+    meta = run(tmp_path, "--skip-rule", "pii", out="pii_kept")
+    assert meta["cleaning"]["skipped_rules"] == ["pii"] and meta["cleaning"]["pii_matches"]["email"] == 0
+    enc = tokenizer.load_tokenizer(tmp_path / "pii_kept" / "tokenizer")
+    docs = read_docs(tmp_path / "pii_kept" / "train.bin", enc) + read_docs(tmp_path / "pii_kept" / "val.bin", enc)
+    assert prose(20) + "\nwrite to jane@example.com." in docs and len(docs) == 19  # all but the exact copy
 
 
 def test_plan_mix_hits_the_asked_shares_within_one_percent():
