@@ -1,0 +1,250 @@
+"""train.py: LR schedules, config errors, exact resume, a kill -9 during a checkpoint write, gradient
+accumulation = one big batch, 2-process DDP = 1 process, the stability monitor's rollback, divergence.
+
+Runs train.main() in-process (no interpreter start-up) on a dataset built in tmp_path: a 300-token BPE
+trained on a small repetitive text, so a 2-layer, 32-wide model learns it within a few dozen steps.
+"""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import train
+from tokenizer import tokenizer_hash, train_tokenizer
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["--n_layer=2", "--n_head=2", "--n_kv_head=1", "--n_embd=32", "--block_size=32", "--batch_size=4",
+         "--dtype='float32'", "--device='cpu'", "--kernels='torch'", "--warmup_iters=2", "--learning_rate=1e-2",
+         "--min_lr=1e-3", "--eval_iters=2", "--log_interval=1"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are tiny: a second thread only adds synchronisation (and waits on a busy CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def sentences(n, seed):
+    rng = np.random.default_rng(seed)
+    words = "the cat dog sat on a mat and ran to big red hat".split()
+    return [" ".join(rng.choice(words, size=8)) + ".\n" for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A prepare.py-style dataset directory: train/val/val_<source> bins, meta.json, tokenizer/."""
+    root = tmp_path_factory.mktemp("data")
+    enc = train_tokenizer(sentences(200, 0), 300, root / "tokenizer", verbose=False)
+    bins = {"train.bin": sentences(400, 1), "val.bin": sentences(40, 2), "val_cats.bin": sentences(20, 3)}
+    meta = {"vocab_size": enc.n_vocab, "dtype": "uint16", "eot_token": enc.eot_token, "tokenizer": "tokenizer",
+            "tokenizer_hash": tokenizer_hash(root / "tokenizer"), "bins": {}}
+    for name, docs in bins.items():
+        ids = [t for doc in docs for t in [enc.eot_token] + enc.encode_ordinary(doc)]
+        np.array(ids, dtype=np.uint16).tofile(root / name)
+        meta["bins"][name] = {"tokens": len(ids), "bytes": sum(len(d.encode()) for d in docs), "docs": len(docs)}
+    (root / "meta.json").write_text(json.dumps(meta))
+    return root
+
+
+def run(out_dir, dataset, *args):
+    """train.main in this process; returns the metrics.jsonl records."""
+    train.main([*SMALL, f"--dataset={dataset}", f"--out_dir={out_dir}", *args])
+    return [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def weights(path):
+    return torch.load(path, weights_only=False)["model"]
+
+
+# -----------------------------------------------------------------------------
+# schedules and config
+
+
+def test_lr_schedules_at_given_steps():
+    cfg = train.get_config(["--learning_rate=1.0", "--min_lr=0.1", "--warmup_iters=10", "--max_iters=110",
+                            "--decay_frac=0.2"])
+    assert train.get_lr(0, cfg) == pytest.approx(1 / 11)  # warmup: (step + 1) / (warmup + 1)
+    assert train.get_lr(9, cfg) == pytest.approx(10 / 11)
+    assert train.get_lr(10, cfg) == pytest.approx(1.0)  # cosine starts at the peak
+    assert train.get_lr(60, cfg) == pytest.approx(0.55)  # halfway: (1 + 0.1) / 2
+    assert train.get_lr(110, cfg) == pytest.approx(0.1)  # the floor, and after it
+    assert train.get_lr(500, cfg) == pytest.approx(0.1)
+    cfg.lr_schedule = "wsd"  # decay over the last round(0.2 * 110) = 22 steps, from step 88
+    assert train.get_lr(50, cfg) == pytest.approx(1.0)
+    assert train.get_lr(88, cfg) == pytest.approx(1.0)
+    assert train.get_lr(99, cfg) == pytest.approx(0.1 + (1 - math.sqrt(0.5)) * 0.9)
+    assert train.get_lr(110, cfg) == pytest.approx(0.1)
+    cfg.lr_schedule = "constant"
+    assert train.get_lr(5, cfg) == pytest.approx(6 / 11) and train.get_lr(100, cfg) == 1.0
+
+
+def test_config_errors_are_clear(tmp_path):
+    with pytest.raises(SystemExit, match="unknown config key 'learning_rte'.*did you mean 'learning_rate'"):
+        train.get_config(["--learning_rte=1e-3"])
+    with pytest.raises(SystemExit, match="max_iters='ten' is a str, expected int"):
+        train.get_config(["--max_iters=ten"])
+    with pytest.raises(SystemExit, match="lr_schedule='linear', expected one of"):
+        train.get_config(["--lr_schedule=linear"])
+    config = tmp_path / "c.py"
+    config.write_text("batch_sise = 8\n")
+    with pytest.raises(SystemExit, match=f"{config}: unknown config key 'batch_sise'.*'batch_size'"):
+        train.get_config([str(config)])
+    with pytest.raises(SystemExit, match="no such config file"):
+        train.get_config([str(tmp_path / "missing.py")])
+    cfg = train.get_config([str(ROOT / "config" / "tiny.py"), "--max_iters=7", "--learning_rate=1"])
+    assert cfg.max_iters == 7 and cfg.learning_rate == 1.0 and isinstance(cfg.learning_rate, float)
+
+
+# -----------------------------------------------------------------------------
+# checkpoints and resume
+
+
+def test_resume_is_bit_identical(tmp_path, dataset):
+    # the first half stops at max_iters=4 as if killed; lr_decay_iters pins the schedule to 8 steps
+    common = ["--max_iters=8", "--lr_decay_iters=8", "--checkpoint_interval=4", "--eval_interval=4"]
+    straight = run(tmp_path / "a", dataset, *common)
+    run(tmp_path / "b", dataset, *common, "--max_iters=4")
+    resumed = run(tmp_path / "b", dataset, *common, "--resume")
+    a, b = weights(tmp_path / "a" / "ckpt_0000008.pt"), weights(tmp_path / "b" / "ckpt_0000008.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    losses = lambda records: [(r["step"], r["loss"]) for r in records if r["kind"] == "train"]
+    assert losses(straight) == losses(resumed) and len(losses(straight)) == 8
+    val = lambda records: [(r["step"], r["val_loss"]) for r in records if r["kind"] == "eval"]
+    assert val(straight) == val(resumed)
+    assert straight[-1] == {**straight[-1], "kind": "end", "status": "finished", "step": 8}
+    ckpt = torch.load(tmp_path / "b" / "ckpt_0000008.pt", weights_only=False)
+    assert {"model", "model_config", "optimizer", "scaler", "step", "rng", "data_state", "config",
+            "tokenizer_hash"} <= set(ckpt)
+    assert (tmp_path / "b" / "tokenizer" / "tokenizer.json").is_file()
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["max_iters"] == 8
+
+
+def test_resume_refuses_another_model_or_tokenizer(tmp_path, dataset):
+    run(tmp_path, dataset, "--max_iters=2", "--eval_interval=100")
+    with pytest.raises(SystemExit, match=r"checkpoint model differs.*n_embd=32 \(now 48\)"):
+        run(tmp_path, dataset, "--max_iters=4", "--resume", "--n_embd=48")
+    ckpt_path = tmp_path / "ckpt_0000002.pt"
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    torch.save({**ckpt, "tokenizer_hash": "0123"}, ckpt_path)
+    with pytest.raises(SystemExit, match="tokenizer hash 0123 != the dataset's"):
+        run(tmp_path, dataset, "--max_iters=4", "--resume")
+
+
+def test_kill_during_checkpoint_write_keeps_the_previous(tmp_path, dataset):
+    """kill -9 while ckpt_0000004.pt.tmp is written: ckpt_0000002.pt still loads and --resume finishes
+    with the same weights as a run that was never killed."""
+    args = [*SMALL, f"--dataset={dataset}", "--checkpoint_interval=2", "--eval_interval=100", "--lr_decay_iters=4"]
+    run(tmp_path / "killed", dataset, "--max_iters=2", "--lr_decay_iters=4", "--checkpoint_interval=2",
+        "--eval_interval=100")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, f"--out_dir={tmp_path / 'killed'}",
+                             "--max_iters=4", "--resume", "--inject_slow_save=60"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tmp = tmp_path / "killed" / "ckpt_0000004.pt.tmp"
+    deadline = time.time() + 90
+    while not tmp.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert tmp.exists(), "the checkpoint write never started"
+    time.sleep(0.5)  # well inside the 60 s sleep between the write and the rename
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "ckpt_0000004.pt").exists()
+    assert torch.load(tmp_path / "killed" / "ckpt_0000002.pt", weights_only=False)["step"] == 2
+    run(tmp_path / "killed", dataset, "--max_iters=4", "--checkpoint_interval=2", "--eval_interval=100", "--resume")
+    run(tmp_path / "straight", dataset, "--max_iters=4", "--checkpoint_interval=2", "--eval_interval=100")
+    a, b = weights(tmp_path / "killed" / "ckpt_0000004.pt"), weights(tmp_path / "straight" / "ckpt_0000004.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not tmp.exists()  # cleaned up by the resumed run
+
+
+# -----------------------------------------------------------------------------
+# batches: accumulation and DDP see the same global batch
+
+
+def test_grad_accumulation_equals_a_big_batch(tmp_path, dataset):
+    # SGD: AdamW's g / sqrt(v) magnifies the rounding differences of elements whose gradients are ~0
+    common = ["--max_iters=3", "--eval_interval=100", "--grad_clip=0.0", "--optimizer='sgd'", "--learning_rate=0.3"]
+    run(tmp_path / "big", dataset, *common, "--batch_size=4")
+    run(tmp_path / "accum", dataset, *common, "--batch_size=2", "--gradient_accumulation_steps=2")
+    run(tmp_path / "target", dataset, *common, "--batch_size=1", "--tokens_per_step=128")  # 4 x 32 tokens
+    big = weights(tmp_path / "big" / "ckpt_0000003.pt")
+    for other in ("accum", "target"):
+        small = weights(tmp_path / other / "ckpt_0000003.pt")
+        for k in big:  # the same sum in another order: float32 rounding only
+            torch.testing.assert_close(small[k], big[k], rtol=1e-5, atol=1e-6)
+
+
+def test_two_process_ddp_matches_one_process(tmp_path, dataset):
+    """2 ranks x 2 rows under torch.distributed.run (gloo) = 1 process x 2 rows x 2 micro-steps."""
+    common = [*SMALL, f"--dataset={dataset}", "--max_iters=3", "--eval_interval=3", "--batch_size=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                    str(ROOT / "train.py"), *common, f"--out_dir={tmp_path / 'ddp'}"], cwd=ROOT, env=env,
+                   check=True, capture_output=True, timeout=300)
+    single = run(tmp_path / "one", dataset, "--max_iters=3", "--eval_interval=3", "--batch_size=2",
+                 "--gradient_accumulation_steps=2")
+    ddp = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    for a, b in zip([r for r in ddp if r["kind"] != "end"], [r for r in single if r["kind"] != "end"]):
+        assert a["kind"] == b["kind"] and a["step"] == b["step"]
+        for key in ("loss", "val_loss", "grad_norm"):
+            if key in a:
+                assert a[key] == pytest.approx(b[key], rel=1e-5)
+    a, b = weights(tmp_path / "ddp" / "ckpt_0000003.pt"), weights(tmp_path / "one" / "ckpt_0000003.pt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+# -----------------------------------------------------------------------------
+# the stability monitor
+
+
+def test_rollback_recovers_from_a_poisoned_batch(tmp_path, dataset):
+    records = run(tmp_path, dataset, "--max_iters=40", "--checkpoint_interval=10", "--eval_interval=100",
+                  "--inject_bad_batch_step=30", "--spike_policy='rollback'", "--spike_burnin=10",
+                  "--spike_window=10", "--spike_sigma=4.0", "--rollback_lr_steps=5")
+    events = [r for r in records if r["kind"] == "event"]
+    assert [(e["event"], e["action"], e["data_step"]) for e in events][:1] == [("spike", "rollback", 30)]
+    assert events[0]["restored"] == "ckpt_0000030.pt" and events[0]["step"] == 31
+    dump = json.loads(Path(events[0]["batch_file"]).read_text())
+    assert dump["data_step"] == 30 and dump["rows"][0]["loss"] >= dump["rows"][-1]["loss"]
+    assert records[-1]["kind"] == "end" and records[-1]["status"] == "finished" and records[-1]["step"] == 40
+    # after the rollback: step 31 again, on data step 31, at rollback_lr_mult x the schedule's LR
+    after = [r for r in records if r["kind"] == "train"][30]
+    cfg = train.get_config([*SMALL, "--max_iters=40"])
+    assert after["step"] == 31 and after["lr"] == pytest.approx(0.5 * train.get_lr(30, cfg))
+    ckpt = torch.load(tmp_path / "ckpt_0000040.pt", weights_only=False)
+    assert ckpt["data_state"] == {"data_step": 41, "lr_cut_until": 35, "rollbacks": 1}
+
+
+def test_skip_drops_a_poisoned_batch_and_rollback_undoes_an_lr_blowup(tmp_path, dataset):
+    monitor = ["--eval_interval=100", "--spike_burnin=10", "--spike_window=10", "--spike_sigma=4.0"]
+    records = run(tmp_path / "skip", dataset, *monitor, "--max_iters=30", "--checkpoint_interval=100",
+                  "--spike_policy='skip'", "--inject_bad_batch_step=20")
+    events = [r for r in records if r["kind"] == "event"]
+    assert [(e["event"], e["action"], e["step"], e["data_step"]) for e in events] == [("spike", "skip", 21, 20)]
+    assert records[-1]["status"] == "finished"
+    # a x1000 LR at data step 20 wrecks the weights: the NEXT loss spikes; skipping cannot repair that,
+    # going back to ckpt_0000020.pt can
+    records = run(tmp_path / "lr", dataset, *monitor, "--max_iters=30", "--checkpoint_interval=10",
+                  "--spike_policy='rollback'", "--inject_lr_start=20", "--inject_lr_steps=1",
+                  "--inject_lr_mult=1000.0")
+    events = [r for r in records if r["kind"] == "event"]
+    assert events[0]["action"] == "rollback" and events[0]["restored"] == "ckpt_0000020.pt"
+    assert records[-1]["status"] == "finished"
+
+
+def test_a_run_that_stays_nan_stops_as_diverged(tmp_path, dataset):
+    records = run(tmp_path, dataset, "--max_iters=30", "--eval_interval=100", "--inject_lr_start=5",
+                  "--inject_lr_steps=30", "--inject_lr_mult=1e30", "--grad_clip=0.0", "--diverge_patience=3")
+    assert records[-1]["status"] == "diverged" and records[-1]["step"] < 30
+    assert [r["event"] for r in records if r["kind"] == "event"][-3:] == ["nan"] * 3
