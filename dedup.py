@@ -212,7 +212,7 @@ def closest_pairs(sig, groups, threshold, k=3, max_docs=2000, block=16):
         for g in set(groups[rows].tolist()):                             # top k of each group in this block
             part = np.where((groups[rows] == g)[:, None], est, -1)
             for r, j in zip(*np.unravel_index(np.argsort(part, axis=None)[-k:], part.shape)):
-                if part[r, j] >= 0:
+                if part[r, j] > 0:
                     found.append((float(part[r, j]), int(rows[r]), int(j)))
     out = []
     for g in dict.fromkeys(groups.tolist()):
@@ -500,6 +500,7 @@ def main(argv=None):
     keep, report = dedup(texts, args.threshold)
     names = [str(r.get("id", f"line {i + 1}")) for i, r in enumerate(rows)]
     print("\n".join(show_clusters(texts, names, report["clusters"])))
+    print("closest pairs left in:\n" + "\n".join(show_near_misses(texts, names, report["near_misses"])))
     write_jsonl_atomic(args.out, [rows[i] for i in keep])
     print(f"wrote {len(keep):,} of {len(rows):,} lines -> {args.out}")
 

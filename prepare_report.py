@@ -66,7 +66,8 @@ def summary(meta, shown_clusters, shown_near_misses, raw_bytes):
                   f"{d['verified']:,} verified by signature"] + dedup.s_curve_table(d["bands"], d["rows"])
     lines += shown_clusters
     if shown_near_misses:
-        lines += [f"closest pairs left in (word-5-gram Jaccard below {d['threshold']}), per source:"]
+        lines += [f"closest pairs left in, per source (estimated Jaccard below {d['threshold']}; an exact J above it "
+                  "is a pair MinHash missed):"]
         lines += ["  " + line for line in shown_near_misses]
     if shown_near_misses and "shakespeare" in meta["sources"]:
         lines += ["  (A play in modern and in First Folio spelling is the same text, yet scores ~0.15: one respelled",

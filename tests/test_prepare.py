@@ -43,6 +43,8 @@ def build_corpus(root):
     rows += [{"id": "zh", "text": CHINESE}, {"id": "none", "title": "no text field"}]
     with gzip.open(root / "web.jsonl.gz", "wt", encoding="utf-8") as f:
         f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    bench = [{"ctx": " ".join(prose(k).split()[20:40]), "endings": ["x", "y"]} for k in range(8)]  # 20 words
+    (root / "bench.jsonl").write_text("".join(json.dumps(b) + "\n" for b in bench))
     return notes, root / "web.jsonl.gz"
 
 
@@ -65,7 +67,7 @@ def read_docs(path, enc):
 def built(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("prepare")
     build_corpus(tmp_path)
-    meta = run(tmp_path)
+    meta = run(tmp_path, "--contamination", str(tmp_path / "bench.jsonl"))
     return tmp_path, tmp_path / "out", meta
 
 
@@ -81,6 +83,14 @@ def test_bins_decode_to_the_cleaned_documents(built):
     assert set(train) | set(val) == expected                              # cleaned text, nothing else
     assert prose(0).upper() not in train + val                            # the exact copy went
     assert all(doc in {prose(100 + k) for k in range(8)} | {CHINESE} for doc in per_source["web"])
+
+
+def test_contamination_counts_benchmark_items_copied_from_train(built):
+    tmp_path, out, meta = built
+    train = set(read_docs(out / "train.bin", tokenizer.load_tokenizer(out / "tokenizer")))
+    result = meta["contamination"][str(tmp_path / "bench.jsonl")]
+    assert result["items"] == 8 and result["contaminated"] == sum(prose(k) in train for k in range(8)) > 0
+    assert meta["contamination"]["val"]["contaminated"] == 0                 # random prose shares no 13-gram
 
 
 def test_meta_json_matches_the_bins(built):
@@ -129,6 +139,20 @@ def test_given_tokenizer_is_used(built):
     assert again["tokenizer_hash"] == meta["tokenizer_hash"]
     assert (tmp_path / "given" / "tokenizer" / "tokenizer.json").read_bytes() == \
         (out / "tokenizer" / "tokenizer.json").read_bytes()
+
+
+def test_a_crash_before_the_end_leaves_no_meta_json(built, monkeypatch):
+    tmp_path, out, meta = built
+    run(tmp_path, out="crashed")
+
+    def crash(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prepare.report, "write_report", crash)         # dies after the bins, before meta.json
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, out="crashed")
+    assert not (tmp_path / "crashed" / "meta.json").exists()            # so the dataset reads as unfinished
+    assert not [p for p in (tmp_path / "crashed").iterdir() if p.name.startswith(".")]
 
 
 def test_no_clean_and_skip_rule(built):
