@@ -340,6 +340,7 @@ def read_and_clean(sources, args):
     skip = set(clean.RULE_NAMES) if args.no_clean else set(args.skip_rule)
     for source in sources:
         stats = read_stats.setdefault(source[0], {"files": 0, "docs": 0, "bytes": 0, "kept_docs": 0})
+        counters["scripts"] = stats["scripts"] = {}  # characters per script, counted per source
         for doc in tqdm(source_docs(source, args, stats), desc=f"read+clean {source[0]}", unit=" docs", leave=False):
             stats["docs"] += 1
             stats["bytes"] += len(doc["text"].encode("utf-8"))
@@ -349,6 +350,10 @@ def read_and_clean(sources, args):
                 doc["text"] = text
                 docs.append(doc)
                 stats["kept_docs"] += 1
+    counters["scripts"] = {}
+    for stats in read_stats.values():
+        for script, n in stats["scripts"].items():
+            counters["scripts"][script] = counters["scripts"].get(script, 0) + n
     return docs, read_stats, counters
 
 

@@ -38,10 +38,13 @@ def contamination(train_texts, val_items, bench_files, n=13):
 
 def summary(meta, shown_clusters, shown_near_misses, raw_bytes):
     """The lines prepare.py prints, also the body of report.md."""
-    lines = ["## Sources", "source        files    docs    MB read   after clean  after dedup  val docs"]
+    lines = ["## Sources", "source        files    docs    MB read   after clean  after dedup  val docs  main script"]
     for s, v in meta["sources"].items():
+        scripts = v.get("scripts") or {"none": 1}
+        main = max(scripts, key=scripts.get)
         lines.append(f"{s:<12} {v.get('files', 0):>6} {v.get('docs', 0):>7} {v.get('bytes', 0) / 1e6:>10.2f} "
-                     f"{v.get('kept_docs', 0):>13} {v['after_dedup']:>12} {v['val_docs']:>9}")
+                     f"{v.get('kept_docs', 0):>13} {v['after_dedup']:>12} {v['val_docs']:>9}  "
+                     f"{main} {scripts[main] / sum(scripts.values()):.0%}")
         problems = {k: n for k, n in v.items() if k.startswith(("skipped", "invalid", "replaced", "bad", "no_text",
                                                                 "huge")) and n}
         if problems:

@@ -119,7 +119,8 @@ def test_counts_in_meta_and_report(built):
     assert meta["dedup"]["exact_removed"] == 1 and meta["dedup"]["near_removed"] == 0
     assert meta["cleaning"]["pii_matches"]["email"] == 1
     assert meta["cleaning"]["rules"]["pii"]["docs"] == 1
-    assert meta["cleaning"]["scripts"]["cjk"] > 0 and meta["cleaning"]["scripts"]["latin"] > 0
+    assert meta["cleaning"]["scripts"]["cjk"] == web["scripts"]["cjk"] == len(CHINESE)  # recognised, reported
+    assert set(notes["scripts"]) == {"latin"}
     report = (out / "report.md").read_text()
     assert "## Dedup" in report and "doc_lengths.png" in report and (out / "rules.png").exists()
 
