@@ -500,7 +500,8 @@ def main(argv=None):
     keep, report = dedup(texts, args.threshold)
     names = [str(r.get("id", f"line {i + 1}")) for i, r in enumerate(rows)]
     print("\n".join(show_clusters(texts, names, report["clusters"])))
-    print("closest pairs left in:\n" + "\n".join(show_near_misses(texts, names, report["near_misses"])))
+    if report["near_misses"]:
+        print("closest pairs left in:\n" + "\n".join(show_near_misses(texts, names, report["near_misses"])))
     write_jsonl_atomic(args.out, [rows[i] for i in keep])
     print(f"wrote {len(keep):,} of {len(rows):,} lines -> {args.out}")
 
