@@ -29,6 +29,7 @@ from collections import Counter
 
 import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
+from tqdm import tqdm
 
 NGRAM = 5           # word 5-grams, as FineWeb (Penedo et al. 2024)
 NUM_PERM = 256      # signature length: std of the Jaccard estimate is sqrt(J (1 - J) / 256) = 0.025 at J = 0.8
@@ -229,7 +230,7 @@ def dedup(texts, threshold=0.8, num_perm=NUM_PERM, near=True, verbose=True, grou
     start = time.perf_counter()
     vocab, first_of, exact_pairs = {}, {}, []
     unique, shingle_lists = [], []               # near dedup sees each distinct, non-empty text once
-    for i, text in enumerate(texts):
+    for i, text in enumerate(tqdm(texts, desc="dedup: shingles", unit=" docs", disable=not verbose, leave=False)):
         words = normalize(text)
         key = hashlib.sha1(" ".join(words).encode()).digest()
         if key in first_of and words:                # exact duplicate of an earlier document
