@@ -194,12 +194,12 @@ def parquet_docs(path, source, stats, field):
     if field not in shard.schema_arrow.names:
         raise SystemExit(f"{path}: no column '{field}' (columns: {', '.join(shard.schema_arrow.names)}); "
                          "see --text-field")
-    for batch in shard.iter_batches(columns=[field], batch_size=1024):
-        for k, text in enumerate(batch.column(0).to_pylist()):
-            if isinstance(text, str) and text.strip():
-                yield {"source": source, "name": f"{path}:{k}", "text": text}
-            else:
-                bump(stats, "no_text_lines")
+    texts = (t for batch in shard.iter_batches(columns=[field], batch_size=1024) for t in batch.column(0).to_pylist())
+    for row, text in enumerate(texts):  # batches of rows: a shard is never held whole
+        if isinstance(text, str) and text.strip():
+            yield {"source": source, "name": f"{path}:{row}", "text": text}
+        else:
+            bump(stats, "no_text_lines")
 
 
 def hf_docs(name, source, stats, field, limit):

@@ -252,5 +252,6 @@ def test_optional_formats_when_installed(tmp_path):
         stats = {}
         docs = list(prepare.path_docs(tmp_path / file, "s", stats, prepare.parse_args([])))
         assert [d["text"] for d in docs] == texts and stats["files"] == 1
+        assert len({d["name"] for d in docs}) == len(texts)
         with pytest.raises(SystemExit, match=f"bad.{file.split('.', 1)[1]}: cannot read it"):
             list(prepare.path_docs(tmp_path / f"bad.{file.split('.', 1)[1]}", "s", {}, prepare.parse_args([])))
