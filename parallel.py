@@ -10,7 +10,7 @@ copies of a weight for one matmul and drops them, so the fp32 weights are the ma
     DDP             16Φ               2Φ  all-reduce the grads                     --zero=0 (default)
     ZeRO-1          8Φ + 8Φ/N         3Φ  the same all-reduce, then every rank     --zero=1
                                           broadcasts the weights it updated
-    FSDP (ZeRO-3)   16Φ/N + 8·unit    3Φ  all-gather a block's weights in forward  --fsdp=True
+    FSDP (ZeRO-3)   16Φ/N + 16·unit   3Φ  all-gather a block's weights in forward  --fsdp=True
                                           and again in backward, reduce-scatter
                                           its grads; unit = the largest block
 
@@ -301,17 +301,17 @@ def _fsync_dir(path):
 def predicted_bytes(mode, n_params, world_size, largest_unit):
     """AdamW's per-rank bytes, the table at the top: 4 weights + 4 grads + 8 Adam m, v per parameter.
 
-    FSDP also holds ONE unit (a block, or the root's embeddings) unsharded while it runs: its full weights
-    and, in backward, its full grads before the reduce-scatter: 8 bytes x largest_unit (fp32; with bf16
-    weights, 2 + 2 bf16 grads + 4 for the fp32 copy reduce-scattered). Not counted: activations, and
-    transient copies of a few tensors (a grad before it lands in its bucket, CPU Adam's temporaries)
-    which matter when one tensor (the embedding) is a large part of a small model.
+    FSDP also holds units (a block, or the root's embeddings) unsharded: the running one's weights (4)
+    and grads (4), the flat copy of those grads that is reduce-scattered (4), and the next unit's weights
+    (4), all-gathered ahead so communication overlaps compute: 16 bytes x largest_unit. (bf16 weights
+    via MixedPrecisionPolicy: 2 + 2 + 4 + 2.) Not counted: activations, and transient copies of single
+    tensors (a grad before it lands in DDP's bucket, CPU Adam's temporaries): ~4 bytes x a block's size.
     """
     if mode == "ddp":
         return 16 * n_params
     if mode == "zero":
         return 8 * n_params + 8 * n_params / world_size
-    return 16 * n_params / world_size + 8 * largest_unit
+    return 16 * n_params / world_size + 16 * largest_unit
 
 
 def unit_sizes(model):
