@@ -1,5 +1,170 @@
-"""sample.py — not written yet (see the project's issues). It says so and exits non-zero rather than pretend."""
+"""
+sample.py — generate text from a checkpoint that train.py wrote, streaming tokens as they come.
+
+    python sample.py --ckpt out/tiny                                   # newest checkpoint of the run
+    python sample.py --ckpt out/tiny/best.pt --prompt "ROMEO:" --num-samples 3 --max-new-tokens 200
+    python sample.py --ckpt out/tiny --prompt-file p.txt --temperature 0     # greedy: always the same text
+    python sample.py --ckpt out/tiny --temperature 0.8 --top-k 50 --top-p 0.95 --seed 1
+
+Everything the model needs is found through the checkpoint: its GPTConfig (ckpt["model_config"]) and the
+tokenizer the run copied into out/RUN/tokenizer/, whose content hash must equal ckpt["tokenizer_hash"]
+(the same ids with another tokenizer would decode to nonsense, silently).
+
+Generation uses the model's KV cache (model.generate_tokens): the prompt is run once, then each step
+feeds only the new token. A sample stops after --max-new-tokens or when the model writes <|endoftext|>,
+its way of saying the document is over.
+"""
+import argparse
+import codecs
 import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from model import GPT, GPTConfig
+from tokenizer import load_tokenizer, tokenizer_hash
+
+# -----------------------------------------------------------------------------
+# loading a run
+
+
+def find_checkpoint(path):
+    """A checkpoint file, or a run dir -> its newest intact ckpt_*.pt (else best.pt), with the loaded dict.
+    Checkpoint names carry a zero-padded step (ckpt_0000500.pt), so sorting by name sorts by step."""
+    path = Path(path)
+    if not path.exists():
+        raise SystemExit(f"{path}: no such checkpoint file or run directory")
+    if path.is_file() or (path / ".metadata").is_file():
+        return path, read_checkpoint(path)
+    candidates = sorted(path.glob("ckpt_*.pt"), reverse=True) + [path / "best.pt"]
+    candidates += sorted((p for p in path.glob("ckpt_*") if (p / ".metadata").is_file()), reverse=True)
+    for candidate in candidates:
+        if candidate.exists():
+            try:
+                return candidate, read_checkpoint(candidate)
+            except SystemExit as error:  # a file cut short by a crash: an older one may still be whole
+                print(f"{error}; trying an older checkpoint", file=sys.stderr)
+    raise SystemExit(f"{path}: no readable checkpoint (ckpt_*.pt or best.pt) in this run directory")
+
+
+def read_checkpoint(path):
+    """torch.load with a one-line error; a sharded directory (zero/fsdp runs) is consolidated in memory."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            from parallel import consolidate  # imported only here: it pulls in torch.distributed
+            with tempfile.TemporaryDirectory() as tmp:
+                return consolidate(str(path), str(Path(tmp) / "ckpt.pt"))
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise SystemExit(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+    missing = [key for key in ("model", "model_config", "tokenizer_hash") if key not in ckpt]
+    if not isinstance(ckpt, dict) or missing:
+        raise SystemExit(f"{path}: not a train.py checkpoint (missing {', '.join(missing) or 'everything'})")
+    return ckpt
+
+
+def load_run(path, device="cpu"):
+    """(model in eval mode on device, tiktoken Encoding, checkpoint dict) for a checkpoint file or run dir."""
+    ckpt_path, ckpt = find_checkpoint(path)
+    tok_dir = ckpt_path.parent / "tokenizer"
+    if not (tok_dir / "tokenizer.json").is_file():
+        raise SystemExit(f"{tok_dir}: missing; train.py copies the dataset's tokenizer there")
+    try:
+        found = tokenizer_hash(tok_dir)
+        enc = load_tokenizer(tok_dir)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    if found != ckpt["tokenizer_hash"]:
+        raise SystemExit(f"{tok_dir}: tokenizer hash {found[:12]}... != the checkpoint's "
+                         f"{ckpt['tokenizer_hash'][:12]}... ({ckpt_path} was trained with another tokenizer)")
+    config = GPTConfig(**ckpt["model_config"])
+    if torch.device(device).type != "cuda":
+        config.kernels = "torch"  # the Triton kernels are for GPUs; the math is the same
+    model = GPT(config)
+    # torch.compile and DDP wrap the model and prefix its keys; the weights are the same
+    state = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in ckpt["model"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise SystemExit(f"{ckpt_path}: weights do not fit its model_config ({str(error).splitlines()[0]})")
+    ckpt["path"] = str(ckpt_path)
+    return model.to(device).eval(), enc, ckpt
+
+
+# -----------------------------------------------------------------------------
+# generation, as text
+
+
+def encode_prompt(enc, prompt):
+    """Every training document is preceded by <|endoftext|>, so a prompt starts with it too: the model
+    then continues the prompt as the beginning of a document. An empty prompt is just that token."""
+    return [enc.eot_token] + enc.encode_ordinary(prompt)
+
+
+def stream_text(model, enc, prompt, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """Yield the generated text piece by piece, one piece per token, until <|endoftext|> or the limit.
+
+    A token is a run of bytes, not of characters: "é" is two bytes and may arrive in two tokens. An
+    incremental UTF-8 decoder holds back an unfinished character until its last byte comes; a byte
+    sequence that never becomes valid UTF-8 is shown as U+FFFD at the end."""
+    device = next(model.parameters()).device
+    idx = torch.tensor([encode_prompt(enc, prompt)], dtype=torch.long, device=device)  # (1, T)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for token in model.generate_tokens(idx, max_new_tokens, temperature, top_k, top_p, True, generator):
+        token = token.item()
+        if token == enc.eot_token:
+            break
+        if token < enc.n_vocab:  # the embedding table may be padded beyond the tokenizer's ids
+            yield decoder.decode(enc.decode_single_token_bytes(token))
+    yield decoder.decode(b"", final=True)
+
+
+def generate_text(model, enc, prompt, max_new_tokens, **options):
+    """The whole continuation as one string (eval.py's fixed prompts, the tests)."""
+    return "".join(stream_text(model, enc, prompt, max_new_tokens, **options))
+
+
+# -----------------------------------------------------------------------------
+# the command line
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Generate text from a train.py checkpoint.")
+    parser.add_argument("--ckpt", required=True, help="a checkpoint file or a run dir (its newest checkpoint)")
+    parser.add_argument("--prompt", default="", help="text to continue (default: a new document)")
+    parser.add_argument("--prompt-file", help="read the prompt from this file instead")
+    parser.add_argument("--num-samples", type=int, default=1)
+    parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (always the argmax)")
+    parser.add_argument("--top-k", type=int, default=None, help="sample only among the k likeliest tokens")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus: the fewest tokens with mass >= p")
+    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    if args.temperature < 0 or (args.top_p is not None and not 0 < args.top_p <= 1) or \
+            (args.top_k is not None and args.top_k < 1):
+        parser.error("want temperature >= 0, top_k >= 1, 0 < top_p <= 1")
+    prompt = args.prompt
+    if args.prompt_file:
+        try:
+            prompt = Path(args.prompt_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise SystemExit(f"{args.prompt_file}: cannot read the prompt ({type(error).__name__})") from None
+
+    model, enc, ckpt = load_run(args.ckpt, args.device)
+    print(f"{ckpt['path']}: step {ckpt.get('step', '?')}, {model.num_params():,} parameters, "
+          f"vocab {enc.n_vocab}", file=sys.stderr)
+    generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    for i in range(args.num_samples):
+        print(f"---------- sample {i + 1}", file=sys.stderr, flush=True)
+        print(prompt, end="", flush=True)
+        for piece in stream_text(model, enc, prompt, args.max_new_tokens, args.temperature, args.top_k,
+                                 args.top_p, generator):
+            print(piece, end="", flush=True)
+        print(flush=True)
+
 
 if __name__ == "__main__":
-    sys.exit("sample.py is not implemented yet")
+    main()
