@@ -310,7 +310,7 @@ class GPT(nn.Module):
     def flops_per_token(self):
         """Training FLOPs (forward + backward) per token, as PaLM (appendix B) and nanoGPT count for MFU:
         6 per parameter that multiplies an activation (a matmul is 2 FLOPs per weight forward, 4 backward):
-        every block matrix and the head, not the embedding lookup; plus attention's two (T x T x D)
+        every parameter but the embedding lookup (the norm gains, a rounding error, included); plus attention's two (T x T x D)
         matmuls per head, 2 * 2 * T * C forward per token and layer, x3 with backward = 12 * L * C * T
         (counted without the causal half, as PaLM does). Norms, softmax and RoPE are left out."""
         c = self.config
@@ -376,8 +376,9 @@ def device_peak_flops(device):
 #                     weights  grads  AdamW m, v  bf16 weight copies (autocast, kept from forward to backward)
 #   DDP (--zero 0)    4        4      8           2 per matmul weight (a = 2; none in fp32)
 #   ZeRO-1            4        4      8/N         2
-#   FSDP (ZeRO-3)     4/N      4/N    8/N         -  (all-gathered in bf16 instead: + (a + 4) x the largest unit,
-#                                                     its gathered weights and its full grads before reduce-scatter)
+#   FSDP (ZeRO-3)     4/N      4/N    8/N         -  (all-gathered in bf16 instead: + (3a + 4) x the largest
+#                                                     unit: its weights and grads, the fp32 copy of the grads
+#                                                     that is reduce-scattered, the next unit's prefetched weights)
 #   FSDP + offload    in CPU RAM: 16/N; the GPU holds only the gathered unit
 #
 # Activations saved for backward, bytes per token (a = bytes of the compute dtype: 2 in bf16, 4 in fp32;
@@ -390,11 +391,13 @@ def device_peak_flops(device):
 #              a x 4F                c_fc's output (gate | up), silu(gate), their product
 #   head       4C + 4 (+4C) + a C    the final norm, lm_head's input
 #              4V + a V              log-softmax (fp32) and the logits themselves (the caller holds them)
-# Checkpointing keeps only each layer's input (4C) plus one layer's full set while it is recomputed.
 # At the start of backward the loss adds 8V per token (fp32 gradients of the log-probs and the logits).
 # Peak = weights + optimizer + max(copies + activations + loss grads + grads alive, all grads): in
 # backward, activations are freed as gradients appear. Grads alive at the start of backward: all of them
 # under gradient accumulation or DDP (its buckets), else only the head's.
+# Checkpointing keeps only each layer's input (4C) and the head. Later in backward, with the head freed
+# and (nearly) all grads allocated, one layer is recomputed and back-propagated: + its full set and its
+# largest gradient (a x 2F, c_fc's output's); the peak is the larger of the two moments.
 # Checked on a CPU (fp32): `python model.py --validate` (README).
 
 GiB = 2**30
@@ -418,15 +421,13 @@ def counts(config):
     return n, model.num_params(non_embedding=True) + config.vocab_size * config.n_embd, max(block, n - config.n_layer * block)
 
 
-def activation_bytes_per_token(c, a, fused_norm, checkpointing):
-    """Saved activations per token, in bytes, for the whole model (the table above)."""
+def activation_bytes_per_token(c, a, fused_norm):
+    """(one layer, the head): bytes per token saved for backward (the table above)."""
     D, F = c.n_embd // c.n_head, c.hidden
     norm = 4 * c.n_embd + 4 + (0 if fused_norm else 4 * c.n_embd)
     layer = 2 * norm + a * (2 * c.n_embd + 2 * c.n_embd + 2 * c.n_kv_head * D + c.n_embd + 4 * F) + 4 * c.n_head
     head = norm + a * c.n_embd + (4 + a) * c.vocab_size
-    if checkpointing:
-        return c.n_layer * 4 * c.n_embd + layer + head
-    return c.n_layer * layer + head
+    return layer, head
 
 
 def memory_plan(c, batch_size, a=2, world_size=1, zero=0, fsdp=False, offload=False, checkpointing=False,
@@ -437,17 +438,23 @@ def memory_plan(c, batch_size, a=2, world_size=1, zero=0, fsdp=False, offload=Fa
     N = world_size
     shard = N if fsdp else 1
     plan = dict(weights=4 * n / shard, grads=4 * n / shard, optimizer=8 * n / (N if (zero or fsdp) else 1),
-                copies=2 * matmul if a == 2 and not fsdp else 0, unit=(a + 4) * unit if fsdp else 0)
+                copies=2 * matmul if a == 2 and not fsdp else 0, unit=(3 * a + 4) * unit if fsdp else 0)
     if offload:  # FSDP's CPUOffloadPolicy: shards, grads and optimizer states live in CPU RAM
         plan["cpu"] = plan["weights"] + plan["grads"] + plan["optimizer"]
         plan["weights"] = plan["grads"] = plan["optimizer"] = 0
     tokens = batch_size * c.block_size
-    plan["activations"] = tokens * activation_bytes_per_token(c, a, fused_norm, checkpointing)
+    layer, head = activation_bytes_per_token(c, a, fused_norm)
+    kept = 4 * c.n_embd if checkpointing else layer  # per layer: its input only, or everything
+    plan["activations"] = tokens * (c.n_layer * kept + head)
     plan["loss_grads"] = tokens * 8 * c.vocab_size
     all_grads_alive = grad_accum > 1 or N > 1
     grads_alive = plan["grads"] if all_grads_alive else 4 * c.vocab_size * c.n_embd / shard
-    during_backward = plan["copies"] + plan["activations"] + plan["loss_grads"] + grads_alive
-    plan["peak"] = plan["weights"] + plan["optimizer"] + plan["unit"] + max(during_backward, plan["grads"])
+    start_of_backward = plan["copies"] + plan["activations"] + plan["loss_grads"] + grads_alive
+    plan["peak"] = plan["weights"] + plan["optimizer"] + plan["unit"] + max(start_of_backward, plan["grads"])
+    if checkpointing:  # later, the head is freed, a layer is recomputed, and its backward holds gradients
+        plan["recompute"] = tokens * (layer + a * 2 * c.hidden)  # ... of which c_fc's output's (2F) is the largest
+        in_recompute = plan["copies"] + tokens * c.n_layer * kept + plan["recompute"] + plan["grads"]
+        plan["peak"] = max(plan["peak"], plan["weights"] + plan["optimizer"] + plan["unit"] + in_recompute)
     return plan
 
 
@@ -493,9 +500,10 @@ def describe(plan, c, batch_size):
     """The memory part of the report: one line per part of the peak."""
     parts = [("weights (fp32)", "weights", ""), ("gradients (fp32)", "grads", ""),
              ("AdamW m, v (fp32)", "optimizer", ""), ("bf16 weight copies", "copies", "autocast's, kept for backward"),
-             ("FSDP gathered unit", "unit", "largest block or root: weights + full grads"),
+             ("FSDP gathered units", "unit", "(3a + 4) B x the largest block or root"),
              ("activations", "activations", f"{batch_size} x {c.block_size} tokens"),
              ("loss gradients", "loss_grads", "8 B x vocab per token, at the start of backward"),
+             ("a recomputed layer", "recompute", "and its largest gradient, in backward"),
              ("in CPU RAM (offload)", "cpu", "not on the GPU"), ("peak", "peak", "")]
     return "\n".join(f"  {label:22s}{plan[key] / GiB:9.2f} GiB   {note}".rstrip()
                      for label, key, note in parts if plan.get(key) or key in ("grads", "peak"))
@@ -517,7 +525,7 @@ def report(path, gpu, gpu_mem, gpus, zero, fsdp, offload, checkpointing, tokens,
           f"{c.hidden}, vocab {c.vocab_size}, block {c.block_size}, tied embeddings {c.tie_embeddings}")
     embedding = c.vocab_size * c.n_embd * (1 if c.tie_embeddings else 2)
     print(f"parameters       {n:,} ({n / 1e9:.3f} B); without the vocab x width matrices {n - embedding:,}")
-    print(f"FLOPs per token  {flops:.4g} (training) = 6 x {matmul:,} matmul parameters "
+    print(f"FLOPs per token  {flops:.4g} (training) = 6 x {matmul:,} parameters but the embedding lookup "
           f"+ 12 x {c.n_layer} x {c.n_embd} x {c.block_size} (attention)")
 
     gpu_gib = gpu_mem or GPUS[gpu][0]
@@ -533,9 +541,9 @@ def report(path, gpu, gpu_mem, gpus, zero, fsdp, offload, checkpointing, tokens,
     print(f"\nmemory per GPU: {strategy}, {gpus} x {gpu} ({gpu_gib:g} GiB; {usable / GiB:.1f} usable after "
           f"1 GiB CUDA context and 5% slack), {values['dtype']}, micro-batch {batch}, accumulation {accum}")
     print(describe(plan, c, batch) + f"   {verdict}")
-    per_sequence = [activation_bytes_per_token(c, common["a"], common["fused_norm"], ckpt) * c.block_size / GiB
-                    for ckpt in (False, True)]
-    print(f"  activations per sequence: {per_sequence[0]:.3f} GiB, {per_sequence[1]:.3f} with checkpointing")
+    layer, head = activation_bytes_per_token(c, common["a"], common["fused_norm"])
+    print(f"  activations per sequence: {(c.n_layer * layer + head) * c.block_size / GiB:.3f} GiB; with "
+          f"checkpointing {(c.n_layer * 4 * c.n_embd + head) * c.block_size / GiB:.3f} GiB")
     print(f"\n  {'strategy':32s}{'peak at micro-batch ' + str(batch):>26s}  largest micro-batch that fits")
     for name, options in STRATEGIES:
         peak = memory_plan(c, batch, **common, **options)["peak"]
@@ -588,6 +596,76 @@ def fit_table(gpu, gpu_mem):
         print(f"| {name} | {n / 1e9:.2f} B | {16 * n / GiB:.0f} | " + " | ".join(cells) + " |")
 
 
+# Checking the memory formulas where we can: fp32 training on this CPU, peak RSS of a fresh process
+VALIDATION = [  # (GPTConfig fields, micro-batch, gradient accumulation)
+    (dict(n_layer=4, n_embd=256, n_head=4, n_kv_head=2, vocab_size=4096, block_size=256), 8, 1),
+    (dict(n_layer=4, n_embd=256, n_head=4, n_kv_head=2, vocab_size=4096, block_size=256), 8, 2),
+    (dict(n_layer=4, n_embd=256, n_head=4, n_kv_head=2, vocab_size=4096, block_size=256,
+          activation_checkpointing=True), 8, 1),
+    (dict(n_layer=2, n_embd=512, n_head=8, n_kv_head=8, vocab_size=8192, block_size=128, tie_embeddings=False), 4, 1),
+    (dict(n_layer=8, n_embd=128, n_head=2, n_kv_head=1, vocab_size=512, block_size=512), 4, 2),
+    (dict(n_layer=8, n_embd=128, n_head=2, n_kv_head=1, vocab_size=512, block_size=512,
+          activation_checkpointing=True), 4, 1)]
+
+
+def _rss(field):
+    """VmRSS: resident now; VmHWM: the peak since the last reset (Linux /proc)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) * 1024
+
+
+def measure_peak(fields, batch_size, grad_accum, steps=2):
+    """Peak RSS above the start of `steps` AdamW steps (fp32, torch kernels): call it in a fresh process.
+
+    glibc would serve tensors under 32 MiB from heaps it rarely returns to the OS, so RSS would count freed
+    tensors; above 64 KiB (M_MMAP_THRESHOLD) each allocation gets its own mmap and RSS follows live tensors.
+    A first round on a one-layer model pages in torch's lazily loaded code, which is not the model's."""
+    import ctypes
+    ctypes.CDLL("libc.so.6").mallopt(-3, 65536)  # -3 = M_MMAP_THRESHOLD in glibc's malloc.h
+    torch.manual_seed(0)
+    for warmup in (True, False):
+        config = GPTConfig(**{**fields, "kernels": "torch"} | (dict(n_layer=1) if warmup else {}))
+        start = _rss("VmRSS")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM (the peak) to the current RSS
+        model = GPT(config)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        for _ in range(steps):
+            for _ in range(grad_accum):
+                tokens = torch.randint(0, config.vocab_size, (batch_size, config.block_size + 1))
+                logits, loss = model(tokens[:, :-1], tokens[:, 1:])
+                (loss / grad_accum).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        peak = _rss("VmHWM") - start
+        del model, optimizer, logits, loss
+    return peak
+
+
+def validate(cases=VALIDATION):
+    """Predicted vs measured peak for small fp32 models on this CPU, measured in a fresh process."""
+    import json
+    import subprocess
+    import sys
+    code = "import json, sys, model; print(json.dumps([model.measure_peak(*case) for case in json.loads(sys.argv[1])]))"
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(cases)], capture_output=True, text=True, cwd=os.path.dirname(os.path.abspath(__file__)),
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if done.returncode:
+        raise SystemExit(f"model.py --validate: the measuring process failed:\n{done.stderr[-2000:]}")
+    print("| model | micro-batch x T | accumulation | checkpointing | predicted MiB | measured MiB | measured/predicted |")
+    print("|---|---|---:|---|---:|---:|---:|")
+    ratios = []
+    for (fields, batch, accum), measured in zip(cases, json.loads(done.stdout.splitlines()[-1])):
+        c = GPTConfig(**fields, kernels="torch")
+        predicted = memory_plan(c, batch, a=4, grad_accum=accum, fused_norm=False,
+                                checkpointing=c.activation_checkpointing)["peak"]
+        ratios.append(measured / predicted)
+        print(f"| L{c.n_layer} C{c.n_embd} H{c.n_head}/{c.n_kv_head} V{c.vocab_size} | {batch} x {c.block_size} | "
+              f"{accum} | {c.activation_checkpointing} | {predicted / 2**20:.0f} | {measured / 2**20:.0f} | "
+              f"{ratios[-1]:.3f} |")
+    return ratios
+
+
 if __name__ == "__main__":
     import argparse
     parser = argparse.ArgumentParser(description="Memory, time and cost of training a config (model.py's planner)")
@@ -603,8 +681,11 @@ if __name__ == "__main__":
     parser.add_argument("--mfu", type=float, default=0.4, help="assumed model FLOPs utilisation")
     parser.add_argument("--price", type=float, default=2.0, help="USD per GPU-hour (assumed)")
     parser.add_argument("--fit", action="store_true", help="table: which model sizes fit on one --gpu")
+    parser.add_argument("--validate", action="store_true", help="predicted vs measured peak memory on this CPU")
     args = parser.parse_args()
-    if args.fit:
+    if args.validate:
+        validate()
+    elif args.fit:
         fit_table(args.gpu, args.gpu_mem)
     elif args.config:
         report(args.config, args.gpu, args.gpu_mem, args.gpus, args.zero, args.fsdp, args.offload,
