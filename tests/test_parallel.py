@@ -188,6 +188,16 @@ def test_save_is_atomic_and_replaces_an_older_save(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(again.parameters(), model.parameters()))
 
 
+def test_a_save_before_the_first_step_changes_nothing(tmp_path):
+    """train.py saves best.pt after the step-0 eval: that must not start Adam's step count early."""
+    reference = train(*build("single"), [0, 1])
+    model, optimizer = build("single")
+    parallel.save_sharded(tmp_path / "ckpt_0000000", model, optimizer, {"step": 0})
+    assert train(model, optimizer, [0, 1]) == reference
+    parallel.load_sharded(tmp_path / "ckpt_0000000", model, optimizer)  # back to step 0: Adam starts afresh
+    assert train(model, optimizer, [0, 1]) == reference
+
+
 def test_hung_rank_fails_with_a_clear_message(tmp_path):
     script = tmp_path / "hang.py"
     script.write_text(
