@@ -506,7 +506,7 @@ def describe(plan, c, batch_size):
              ("a recomputed layer", "recompute", "and its largest gradient, in backward"),
              ("in CPU RAM (offload)", "cpu", "not on the GPU"), ("peak", "peak", "")]
     return "\n".join(f"  {label:22s}{plan[key] / GiB:9.2f} GiB   {note}".rstrip()
-                     for label, key, note in parts if plan.get(key) or key in ("grads", "peak"))
+                     for label, key, note in parts if plan.get(key) or key == "peak")
 
 
 STRATEGIES = [  # (name, memory_plan options): the ways to trade memory for compute or communication
@@ -516,11 +516,12 @@ STRATEGIES = [  # (name, memory_plan options): the ways to trade memory for comp
     ("FSDP + offload + checkpointing", dict(fsdp=True, offload=True, checkpointing=True))]
 
 
-def report(path, gpu, gpu_mem, gpus, zero, fsdp, offload, checkpointing, tokens, assumed_mfu, price):
+def report(path, gpu="H100", gpu_mem=0, gpus=1, zero=None, fsdp=False, offload=False, checkpointing=False,
+           tokens=0, assumed_mfu=0.4, price=2.0):
+    """Print the plan for a config file; the options add to the config's own zero/fsdp/cpu_offload/... keys."""
     c, values = read_config(path)
     n, matmul, unit = counts(c)
-    with torch.device("meta"):
-        flops = GPT(c).flops_per_token()
+    flops = 6 * matmul + 12 * c.n_layer * c.n_embd * c.block_size  # GPT.flops_per_token, without a model
     print(f"{path}: {c.n_layer} layers, width {c.n_embd}, {c.n_head} heads ({c.n_kv_head} kv), SwiGLU "
           f"{c.hidden}, vocab {c.vocab_size}, block {c.block_size}, tied embeddings {c.tie_embeddings}")
     embedding = c.vocab_size * c.n_embd * (1 if c.tie_embeddings else 2)
@@ -528,19 +529,26 @@ def report(path, gpu, gpu_mem, gpus, zero, fsdp, offload, checkpointing, tokens,
     print(f"FLOPs per token  {flops:.4g} (training) = 6 x {matmul:,} parameters but the embedding lookup "
           f"+ 12 x {c.n_layer} x {c.n_embd} x {c.block_size} (attention)")
 
+    zero = values["zero"] if zero is None else zero
+    offload = offload or values["cpu_offload"]
+    fsdp = fsdp or offload or values["fsdp"]
+    checkpointing = checkpointing or c.activation_checkpointing
+    batch, accum = values["batch_size"], values["gradient_accumulation_steps"]
+    if values["tokens_per_step"]:  # as train.py: accumulate until a step sees tokens_per_step tokens
+        accum, rest = divmod(values["tokens_per_step"], batch * c.block_size * gpus)
+        if rest or not accum:
+            raise SystemExit(f"{path}: tokens_per_step={values['tokens_per_step']} is not a multiple of "
+                             f"batch_size x block_size x GPUs = {batch * c.block_size * gpus}")
     gpu_gib = gpu_mem or GPUS[gpu][0]
     usable = usable_bytes(gpu_gib)
-    batch, accum = values["batch_size"], values["gradient_accumulation_steps"]
     common = dict(a=4 if values["dtype"] == "float32" else 2, world_size=gpus, grad_accum=accum,
                   fused_norm=c.kernels != "torch")
-    chosen = dict(zero=zero, fsdp=fsdp or offload, offload=offload, checkpointing=checkpointing)
+    plan = memory_plan(c, batch, zero=zero, fsdp=fsdp, offload=offload, checkpointing=checkpointing, **common)
     strategy = ("FSDP + offload" if offload else "FSDP" if fsdp else "ZeRO-1" if zero else "DDP") + \
         (" + checkpointing" if checkpointing else "")
-    plan = memory_plan(c, batch, **common, **chosen)
-    verdict = "FITS" if plan["peak"] <= usable else "DOES NOT FIT"
     print(f"\nmemory per GPU: {strategy}, {gpus} x {gpu} ({gpu_gib:g} GiB; {usable / GiB:.1f} usable after "
           f"1 GiB CUDA context and 5% slack), {values['dtype']}, micro-batch {batch}, accumulation {accum}")
-    print(describe(plan, c, batch) + f"   {verdict}")
+    print(describe(plan, c, batch) + ("   FITS" if plan["peak"] <= usable else "   DOES NOT FIT"))
     layer, head = activation_bytes_per_token(c, common["a"], common["fused_norm"])
     print(f"  activations per sequence: {(c.n_layer * layer + head) * c.block_size / GiB:.3f} GiB; with "
           f"checkpointing {(c.n_layer * 4 * c.n_embd + head) * c.block_size / GiB:.3f} GiB")
@@ -556,16 +564,13 @@ def report(path, gpu, gpu_mem, gpus, zero, fsdp, offload, checkpointing, tokens,
     per_gpu = useful * PEAK_FLOPS[GPUS[gpu][1]] / flops  # tokens/s per GPU
     seconds = budget / (per_gpu * gpus)
     gpu_hours = seconds * gpus / 3600
-    print(f"\ntime to {budget:.3g} tokens ({'given' if tokens else '20 per parameter, Chinchilla'}) at MFU "
+    print(f"\ntime to {budget:.4g} tokens ({'given' if tokens else '20 per parameter, Chinchilla'}) at MFU "
           f"{useful:.2f} (assumed{', x 3/4 for the recompute' if checkpointing else ''}):")
-    print(f"  tokens per step {step_tokens:,} = {batch} x {c.block_size} x {accum} x {gpus} GPU(s) -> {steps_for(budget, step_tokens):,} steps")
+    print(f"  tokens per step {step_tokens:,} = {batch} x {c.block_size} x {accum} x {gpus} GPU(s) -> "
+          f"{math.ceil(budget / step_tokens):,} steps")
     print(f"  {per_gpu:,.0f} tokens/s per GPU = {useful:.2f} x {PEAK_FLOPS[GPUS[gpu][1]]:.3g} FLOP/s / {flops:.4g} FLOPs")
     print(f"  wall time {seconds / 3600:,.1f} h ({seconds / 86400:,.1f} days), {gpu_hours:,.0f} GPU-hours, "
           f"${gpu_hours * price:,.0f} at ${price:.2f} per GPU-hour")
-
-
-def steps_for(budget, step_tokens):
-    return math.ceil(budget / step_tokens)
 
 
 # Llama-shaped models for `--fit` (block 2048, vocab 32000): (name, n_layer, n_embd, n_head, n_kv_head, ffn_hidden)
@@ -673,7 +678,7 @@ if __name__ == "__main__":
     parser.add_argument("--gpu", choices=GPUS, default="H100", help="GPU model (memory and peak FLOP/s)")
     parser.add_argument("--gpu-mem", type=float, default=0, help="override the GPU's memory, GiB")
     parser.add_argument("--gpus", type=int, default=1, help="data-parallel ranks")
-    parser.add_argument("--zero", type=int, choices=[0, 1], default=0, help="1 = ZeRO-1: shard AdamW's states")
+    parser.add_argument("--zero", type=int, choices=[0, 1], default=None, help="1 = ZeRO-1: shard AdamW's states")
     parser.add_argument("--fsdp", action="store_true", help="FSDP (ZeRO-3): shard weights, grads and states")
     parser.add_argument("--offload", action="store_true", help="FSDP with weights, grads, states in CPU RAM")
     parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing")

@@ -1,5 +1,7 @@
 """model.py: counts by hand, learning, generation with and without the KV cache, causality, GQA, the Triton
 path against the torch path (interpreter on a CPU), and the planner's arithmetic."""
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -201,6 +203,17 @@ def test_planner_model_states_match_parallel_table():
         assert states == pytest.approx(parallel.predicted_bytes(mode, n, 4, unit)), mode
 
 
+@pytest.mark.parametrize("name", ["124m", "1b", "7b"])
+def test_shipped_configs_fit_their_hardware(name):
+    import model
+    c, values = model.read_config(str(Path(__file__).resolve().parent.parent / "config" / f"{name}.py"))
+    gpus = 1 if name == "124m" else 8
+    accum = values["tokens_per_step"] // (values["batch_size"] * c.block_size * gpus)
+    plan = model.memory_plan(c, values["batch_size"], world_size=gpus, grad_accum=accum, fsdp=values["fsdp"],
+                             checkpointing=c.activation_checkpointing)
+    assert plan["peak"] <= model.usable_bytes(80), f"config/{name}.py does not fit {gpus} x 80 GiB"
+
+
 def test_planner_rules_of_thumb():
     """The seeds' rules: 1B ~ 20 GB with AdamW; one 80 GB GPU trains 3-4B plainly and 7B with offload."""
     import model
@@ -236,6 +249,9 @@ def test_planner_cli_on_a_config(tmp_path, capsys):
     n = GPT(GPTConfig(**TINY)).num_params()
     assert f"parameters       {n:,}" in out and "FITS" in out
     assert f"tokens per step 256 = 4 x 16 x 2 x 2 GPU(s) -> {-(-20 * n // 256):,} steps" in out
+    path.write_text(path.read_text().replace("gradient_accumulation_steps = 2", "tokens_per_step = 512"))
+    model.report(str(path), "H100", gpus=2)  # as train.py: 512 / (4 x 16 x 2 GPUs) = 4 micro-batches
+    assert "tokens per step 512 = 4 x 16 x 4 x 2 GPU(s)" in capsys.readouterr().out
     path.write_text("n_layer = 2\nn_head = 3\nn_embd = 32\n")
     with pytest.raises(SystemExit, match="c.py"):
         model.read_config(str(path))
