@@ -21,17 +21,12 @@ tie_embeddings = True           # as GPT-2
 # batch: 16 x 1024 tokens per micro-batch, 2^19 = 524,288 tokens per step (nanoGPT's ~0.5M)
 batch_size = 16
 tokens_per_step = 524288
-# optimisation: GPT-3 small's LR; max_iters = the Chinchilla budget (20 tokens per parameter) / tokens per step
+# optimisation: GPT-3 small's LR; AdamW, cosine, decay 0.1, betas (0.9, 0.95), clip 1.0 and bf16 are
+# train.py's defaults; max_iters = the Chinchilla budget (20 tokens/parameter) / tokens per step
 learning_rate = 6e-4
 min_lr = 6e-5
 warmup_iters = 200
 max_iters = 4715
-lr_schedule = "cosine"
-weight_decay = 0.1
-beta1 = 0.9
-beta2 = 0.95
-grad_clip = 1.0
-dtype = "bfloat16"
 # logging and checkpoints
 log_interval = 10
 eval_interval = 250
