@@ -408,11 +408,16 @@ def measure_rank(mode, build, vocab_size, block_size, batch_size, steps, exact_m
             "peak": peak, "step_s": step_times[1:]}  # step 1 allocates grads and Adam states: not timed
 
 
+def _gpt_config(n_layer, n_embd, vocab_size, block_size):
+    from model import GPTConfig  # only the benchmark needs the model
+    return GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=n_layer, n_head=n_embd // 64,
+                     n_kv_head=n_embd // 64, n_embd=n_embd)
+
+
 def _gpt(n_layer, n_embd, vocab_size, block_size):
-    from model import GPT, GPTConfig  # only the benchmark needs the model
+    from model import GPT
     torch.manual_seed(0)
-    return GPT(GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=n_layer,
-                         n_head=n_embd // 64, n_kv_head=n_embd // 64, n_embd=n_embd))
+    return GPT(_gpt_config(n_layer, n_embd, vocab_size, block_size))
 
 
 def bench(mode, n_layer, n_embd, vocab_size, block_size, batch_size, steps, exact_memory):
@@ -443,15 +448,20 @@ def _run_bench(world_size, threads, **options):
 
 
 def memory_table(shape):
-    """Per-rank model-state memory, predicted vs measured, for DDP / ZeRO-1 / FSDP on 1, 2 and 4 ranks."""
-    print(f"| strategy | ranks | params | predicted MiB/rank | measured peak MiB/rank | measured/predicted |")
-    print(f"|---|---|---|---|---|---|")
+    """Per-rank memory for DDP / ZeRO-1 / FSDP on 1, 2 and 4 ranks: the model states of the table at the
+    top (predicted_bytes), model.py's planner (model states + activations, fp32), and the measured peak."""
+    from model import memory_plan
+    config = _gpt_config(shape["n_layer"], shape["n_embd"], shape["vocab_size"], shape["block_size"])
+    print(f"| strategy | ranks | params | model states MiB/rank | planner MiB/rank | measured peak MiB/rank | "
+          f"measured/planner |")
+    print(f"|---|---|---|---|---|---|---|")
     for mode, world_size in [("ddp", 1), ("ddp", 2), ("zero", 2), ("zero", 4), ("fsdp", 2), ("fsdp", 4)]:
         ranks = _run_bench(world_size, threads=1, mode=mode, **shape)
         peak = max(rank["peak"] for rank in ranks)  # the rank that needs the most decides what fits
-        predicted = ranks[0]["predicted"]
-        print(f"| {mode} | {world_size} | {ranks[0]['params'] / 1e6:.1f}M | {predicted / 2**20:.0f} | "
-              f"{peak / 2**20:.0f} | {peak / predicted:.2f} |", flush=True)
+        planned = memory_plan(config, shape["batch_size"], a=4, world_size=world_size, zero=int(mode == "zero"),
+                              fsdp=mode == "fsdp", fused_norm=False)["peak"]  # fp32, torch's RMSNorm
+        print(f"| {mode} | {world_size} | {ranks[0]['params'] / 1e6:.1f}M | {ranks[0]['predicted'] / 2**20:.0f} | "
+              f"{planned / 2**20:.0f} | {peak / 2**20:.0f} | {peak / planned:.2f} |", flush=True)
 
 
 def scaling_table(shape):
