@@ -392,23 +392,20 @@ def device_peak_flops(device):
 #   head       4C + 4 (+4C) + a C    the final norm, lm_head's input
 #              4V + a V              log-softmax (fp32) and the logits themselves (the caller holds them)
 # At the start of backward the loss adds 8V per token (fp32 gradients of the log-probs and the logits).
-# Peak = weights + optimizer + max(copies + activations + loss grads + grads alive, all grads): in
-# backward, activations are freed as gradients appear. Grads alive at the start of backward: all of them
-# under gradient accumulation or DDP (its buckets), else only the head's.
-# Checkpointing keeps only each layer's input (4C) and the head. Later in backward, with the head freed
-# and (nearly) all grads allocated, one layer is recomputed and back-propagated: + its full set and its
-# largest gradient (a x 2F, c_fc's output's); the peak is the larger of the two moments.
+# Peak = weights + optimizer + the largest of these moments (in backward, activations are freed as
+# gradients appear): end of forward (copies + activations + grads alive), start of backward (+ the loss
+# gradients), end of backward (all grads). Grads alive early on: all of them under gradient accumulation
+# or DDP (its buckets), else only the head's.
+# Checkpointing keeps only each layer's input (4C) and the head, and the blocks' bf16 copies die with
+# autocast's cache after the forward. Later in backward, with the head freed and (nearly) all grads
+# allocated, one layer is recomputed under autocast and back-propagated: + its copies, its full set and
+# its largest gradient (a x 2F, c_fc's output's): a fourth moment.
 # Checked on a CPU (fp32): `python model.py --validate` (README).
 
 GiB = 2**30
 GPUS = {"A100-40": (40, "A100"), "A100-80": (80, "A100"), "H100": (80, "H100"), "H200": (140, "H200")}  # GiB, peak
 CUDA_RESERVE = 1 * GiB   # CUDA context and cuBLAS workspaces, not visible to the formulas above
 FRAGMENTATION = 0.05     # caching-allocator slack: plan for 95% of what is left
-PLANNER_KEYS = dict(     # train.py's defaults for the keys the planner reads
-    batch_size=32, block_size=128, gradient_accumulation_steps=1, tokens_per_step=0, n_layer=4, n_head=4,
-    n_kv_head=4, n_embd=128, ffn_hidden=0, tie_embeddings=True, rope_theta=10000.0, norm_eps=1e-6,
-    kernels="auto", activation_checkpointing=False, vocab_size=0, dtype="bfloat16", dataset="default",
-    zero=0, fsdp=False, cpu_offload=False)
 
 
 def counts(config):
@@ -447,14 +444,17 @@ def memory_plan(c, batch_size, a=2, world_size=1, zero=0, fsdp=False, offload=Fa
     kept = 4 * c.n_embd if checkpointing else layer  # per layer: its input only, or everything
     plan["activations"] = tokens * (c.n_layer * kept + head)
     plan["loss_grads"] = tokens * 8 * c.vocab_size
-    all_grads_alive = grad_accum > 1 or N > 1
-    grads_alive = plan["grads"] if all_grads_alive else 4 * c.vocab_size * c.n_embd / shard
-    start_of_backward = plan["copies"] + plan["activations"] + plan["loss_grads"] + grads_alive
-    plan["peak"] = plan["weights"] + plan["optimizer"] + plan["unit"] + max(start_of_backward, plan["grads"])
+    grads_alive = plan["grads"] if grad_accum > 1 or N > 1 else 4 * c.vocab_size * c.n_embd / shard
+    # checkpointed blocks save nothing, so their weights' copies die with autocast's cache after the forward
+    copies_kept = plan["copies"] * (c.vocab_size * c.n_embd / matmul if checkpointing else 1)
+    moments = [plan["copies"] + plan["activations"] + grads_alive,                         # end of forward
+               copies_kept + plan["activations"] + plan["loss_grads"] + grads_alive,       # start of backward
+               plan["grads"]]                                                              # end of backward
     if checkpointing:  # later, the head is freed, a layer is recomputed, and its backward holds gradients
         plan["recompute"] = tokens * (layer + a * 2 * c.hidden)  # ... of which c_fc's output's (2F) is the largest
-        in_recompute = plan["copies"] + tokens * c.n_layer * kept + plan["recompute"] + plan["grads"]
-        plan["peak"] = max(plan["peak"], plan["weights"] + plan["optimizer"] + plan["unit"] + in_recompute)
+        block_copies = plan["copies"] * (matmul - c.vocab_size * c.n_embd) / matmul / c.n_layer
+        moments.append(copies_kept + block_copies + tokens * c.n_layer * kept + plan["recompute"] + plan["grads"])
+    plan["peak"] = plan["weights"] + plan["optimizer"] + plan["unit"] + max(moments)
     return plan
 
 
@@ -475,24 +475,20 @@ def largest_batch(c, usable, **options):
 
 
 def read_config(path):
-    """A training config file (plain Python, as train.py reads it) -> (GPTConfig, the values read)."""
-    if not os.path.isfile(path):
-        raise SystemExit(f"{path}: no such config file")
-    values = dict(PLANNER_KEYS)
-    try:
-        exec(compile(open(path).read(), path, "exec"), {}, values)
-    except Exception as error:
-        raise SystemExit(f"{path}: {type(error).__name__}: {error}")
+    """A training config file -> (GPTConfig, every config value), read by train.py's own loader: the same
+    defaults, and an unknown key or a wrong type is the same error."""
+    from train import get_config  # here, not at the top: train.py imports this file
+    values = vars(get_config([path]))
     if values["vocab_size"] == 0:  # train.py then takes the dataset's
-        meta = os.path.join(values["dataset"] if "/" in values["dataset"] else f"data/{values['dataset']}", "meta.json")
+        dataset = values["dataset"] if "/" in values["dataset"] else f"data/{values['dataset']}"
+        meta = os.path.join(dataset, "meta.json")
         if not os.path.isfile(meta):
             raise SystemExit(f"{path}: vocab_size = 0 means the dataset's, but {meta} does not exist: set vocab_size")
         import json
         values["vocab_size"] = json.load(open(meta))["vocab_size"]
-    fields = GPTConfig.__dataclass_fields__
     try:
-        return GPTConfig(**{k: values[k] for k in fields}), values
-    except (ValueError, TypeError) as error:
+        return GPTConfig(**{key: values[key] for key in GPTConfig.__dataclass_fields__}), values
+    except ValueError as error:
         raise SystemExit(f"{path}: {error}")
 
 
@@ -602,15 +598,17 @@ def fit_table(gpu, gpu_mem):
 
 
 # Checking the memory formulas where we can: fp32 training on this CPU, peak RSS of a fresh process
-VALIDATION = [  # (GPTConfig fields, micro-batch, gradient accumulation)
-    (dict(n_layer=4, n_embd=256, n_head=4, n_kv_head=2, vocab_size=4096, block_size=256), 8, 1),
-    (dict(n_layer=4, n_embd=256, n_head=4, n_kv_head=2, vocab_size=4096, block_size=256), 8, 2),
-    (dict(n_layer=4, n_embd=256, n_head=4, n_kv_head=2, vocab_size=4096, block_size=256,
-          activation_checkpointing=True), 8, 1),
-    (dict(n_layer=2, n_embd=512, n_head=8, n_kv_head=8, vocab_size=8192, block_size=128, tie_embeddings=False), 4, 1),
-    (dict(n_layer=8, n_embd=128, n_head=2, n_kv_head=1, vocab_size=512, block_size=512), 4, 2),
-    (dict(n_layer=8, n_embd=128, n_head=2, n_kv_head=1, vocab_size=512, block_size=512,
-          activation_checkpointing=True), 4, 1)]
+_SMALL = dict(n_layer=4, n_embd=256, n_head=4, n_kv_head=2, vocab_size=4096, block_size=256)
+_DEEP = dict(n_layer=8, n_embd=128, n_head=2, n_kv_head=1, vocab_size=512, block_size=512)
+_WIDE = dict(n_layer=6, n_embd=512, n_head=8, n_kv_head=8, vocab_size=8192, block_size=128, tie_embeddings=False)
+VALIDATION = [  # (GPTConfig fields, micro-batch, gradient accumulation, dtype)
+    (_SMALL, 8, 1, "float32"), (_SMALL, 8, 2, "float32"), ({**_SMALL, "activation_checkpointing": True}, 8, 1, "float32"),
+    (dict(n_layer=2, n_embd=512, n_head=8, n_kv_head=8, vocab_size=8192, block_size=128, tie_embeddings=False),
+     4, 1, "float32"),
+    (_DEEP, 4, 2, "float32"), ({**_DEEP, "activation_checkpointing": True}, 4, 1, "float32"),
+    (_SMALL, 8, 1, "bfloat16"), ({**_SMALL, "activation_checkpointing": True}, 8, 2, "bfloat16"),
+    ({**_DEEP, "activation_checkpointing": True}, 4, 1, "bfloat16"),
+    (_WIDE, 1, 2, "bfloat16"), ({**_WIDE, "activation_checkpointing": True}, 1, 1, "bfloat16")]
 
 
 def _rss(field):
@@ -619,8 +617,9 @@ def _rss(field):
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) * 1024
 
 
-def measure_peak(fields, batch_size, grad_accum, steps=2):
-    """Peak RSS above the start of `steps` AdamW steps (fp32, torch kernels): call it in a fresh process.
+def measure_peak(fields, batch_size, grad_accum, dtype="float32", steps=2):
+    """Peak RSS above the start of `steps` AdamW steps (forward under autocast unless float32, as in
+    train.py; torch kernels): call it in a fresh process.
 
     glibc would serve tensors under 32 MiB from heaps it rarely returns to the OS, so RSS would count freed
     tensors; above 64 KiB (M_MMAP_THRESHOLD) each allocation gets its own mmap and RSS follows live tensors.
@@ -638,7 +637,8 @@ def measure_peak(fields, batch_size, grad_accum, steps=2):
         for _ in range(steps):
             for _ in range(grad_accum):
                 tokens = torch.randint(0, config.vocab_size, (batch_size, config.block_size + 1))
-                logits, loss = model(tokens[:, :-1], tokens[:, 1:])
+                with torch.autocast("cpu", torch.bfloat16, enabled=dtype != "float32"):
+                    logits, loss = model(tokens[:, :-1], tokens[:, 1:])
                 (loss / grad_accum).backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -648,25 +648,25 @@ def measure_peak(fields, batch_size, grad_accum, steps=2):
 
 
 def validate(cases=VALIDATION):
-    """Predicted vs measured peak for small fp32 models on this CPU, measured in a fresh process."""
+    """Predicted vs measured peak for small models on this CPU, all measured in one fresh process."""
     import json
     import subprocess
     import sys
     code = "import json, sys, model; print(json.dumps([model.measure_peak(*case) for case in json.loads(sys.argv[1])]))"
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(cases)], capture_output=True, text=True, cwd=os.path.dirname(os.path.abspath(__file__)),
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(cases)], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.abspath(__file__)), env={**os.environ, "OMP_NUM_THREADS": "1"})
     if done.returncode:
         raise SystemExit(f"model.py --validate: the measuring process failed:\n{done.stderr[-2000:]}")
-    print("| model | micro-batch x T | accumulation | checkpointing | predicted MiB | measured MiB | measured/predicted |")
-    print("|---|---|---:|---|---:|---:|---:|")
+    print("| model | micro-batch x T | accumulation | dtype | checkpointing | predicted MiB | measured MiB | ratio |")
+    print("|---|---|---:|---|---|---:|---:|---:|")
     ratios = []
-    for (fields, batch, accum), measured in zip(cases, json.loads(done.stdout.splitlines()[-1])):
+    for (fields, batch, accum, dtype), measured in zip(cases, json.loads(done.stdout.splitlines()[-1])):
         c = GPTConfig(**fields, kernels="torch")
-        predicted = memory_plan(c, batch, a=4, grad_accum=accum, fused_norm=False,
+        predicted = memory_plan(c, batch, a=4 if dtype == "float32" else 2, grad_accum=accum, fused_norm=False,
                                 checkpointing=c.activation_checkpointing)["peak"]
         ratios.append(measured / predicted)
         print(f"| L{c.n_layer} C{c.n_embd} H{c.n_head}/{c.n_kv_head} V{c.vocab_size} | {batch} x {c.block_size} | "
-              f"{accum} | {c.activation_checkpointing} | {predicted / 2**20:.0f} | {measured / 2**20:.0f} | "
+              f"{accum} | {dtype} | {c.activation_checkpointing} | {predicted / 2**20:.0f} | {measured / 2**20:.0f} | "
               f"{ratios[-1]:.3f} |")
     return ratios
 

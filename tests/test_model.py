@@ -182,9 +182,11 @@ def test_planner_matches_hand_computation():
     ckpt = model.memory_plan(c, 3, a=2, checkpointing=True)
     assert ckpt["activations"] == tokens * (2 * 4 * C + head)
     assert ckpt["recompute"] == tokens * (layer + 2 * 2 * F)
-    ckpt_peak = 12 * n + 2 * matmul + max(tokens * (2 * 4 * C + head + 8 * V) + grads_alive,
-                                          tokens * (2 * 4 * C + layer + 4 * F) + 4 * n)
-    assert ckpt["peak"] == ckpt_peak
+    # four moments; checkpointed blocks' bf16 copies die after the forward, one block's come back to recompute
+    A, VC = tokens * (2 * 4 * C + head), V * C
+    ckpt_peak = 12 * n + max(2 * n + A + grads_alive, 2 * VC + A + tokens * 8 * V + grads_alive, 4 * n,
+                             2 * VC + (n - VC) + tokens * (2 * 4 * C + layer + 4 * F) + 4 * n)
+    assert ckpt["peak"] == pytest.approx(ckpt_peak)
     # the largest micro-batch is the last one whose peak fits
     usable = plan["peak"]
     assert model.largest_batch(c, usable, a=2) == 3
@@ -230,12 +232,14 @@ def test_planner_rules_of_thumb():
 
 
 def test_predicted_peak_within_15_percent_of_measured_on_cpu():
-    """fp32 on this CPU, in a fresh process (peak RSS): plain, and checkpointing where the recomputed layer
-    outweighs the head. Smaller than README's table (`python model.py --validate`), to stay fast."""
+    """On this CPU, in a fresh process (peak RSS): fp32 plain; checkpointing where the recomputed layer
+    outweighs the head, in fp32 and under bf16 autocast. Smaller than README's table (`python model.py
+    --validate`), to stay fast."""
     import model
     shape = dict(n_embd=128, n_head=2, n_kv_head=1, vocab_size=512, block_size=256)
-    ratios = model.validate([({**shape, "n_layer": 2, "vocab_size": 2048}, 4, 1),
-                             ({**shape, "n_layer": 6, "activation_checkpointing": True}, 4, 1)])
+    ratios = model.validate([({**shape, "n_layer": 2, "vocab_size": 2048}, 4, 1, "float32"),
+                             ({**shape, "n_layer": 6, "activation_checkpointing": True}, 4, 1, "float32"),
+                             ({**shape, "n_layer": 6, "activation_checkpointing": True}, 4, 2, "bfloat16")])
     assert all(0.85 <= r <= 1.15 for r in ratios), ratios
 
 
