@@ -549,9 +549,15 @@ def report(path, gpu="H100", gpu_mem=0, gpus=1, zero=None, fsdp=False, offload=F
     print(f"  activations per sequence: {(c.n_layer * layer + head) * c.block_size / GiB:.3f} GiB; with "
           f"checkpointing {(c.n_layer * 4 * c.n_embd + head) * c.block_size / GiB:.3f} GiB")
     print(f"\n  {'strategy':32s}{'peak at micro-batch ' + str(batch):>26s}  largest micro-batch that fits")
-    for name, options in STRATEGIES:
+    fitting = []
+    for name, options in STRATEGIES:  # ordered by what they cost: recompute, then communication, then PCIe
         peak = memory_plan(c, batch, **common, **options)["peak"]
-        print(f"  {name:32s}{peak / GiB:21.1f} GiB  {largest_batch(c, usable, **common, **options):>6d}")
+        largest = largest_batch(c, usable, **common, **options)
+        print(f"  {name:32s}{peak / GiB:21.1f} GiB  {largest:>6d}")
+        fitting += [(name, largest)] if largest else []
+    if plan["peak"] > usable:
+        print("  -> " + (f"{fitting[0][0]} fits micro-batches up to {fitting[0][1]} (keep tokens per step through "
+                         f"gradient accumulation)" if fitting else "nothing fits micro-batch 1: more GPUs with FSDP"))
 
     budget = tokens or 20 * n
     step_tokens = batch * c.block_size * accum * gpus
