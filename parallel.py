@@ -384,9 +384,9 @@ def measure_rank(mode, build, vocab_size, block_size, batch_size, steps, exact_m
     """Collective. Peak memory of `steps` AdamW steps of build() wrapped as `mode` (ddp | zero | fsdp).
 
     Returns this rank's figures: params, predicted and measured bytes, seconds per step. The weights are
-    counted from before the model is built; the full copy FSDP shards from is not (train a big model's
-    FSDP from the meta device and it never exists). exact_memory costs speed: every tensor then comes
-    from fresh zeroed pages.
+    counted from before the model is built; the full copy FSDP shards from is not: it is freed before
+    training starts (a model built on the meta device would never have it). exact_memory costs speed:
+    every tensor then comes from fresh zeroed pages.
     """
     if exact_memory:
         _give_freed_memory_back()
