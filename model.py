@@ -94,8 +94,8 @@ def use_triton(mode, x):
 def attention(q, k, v, mode, mask=None):
     """Causal softmax attention of q (B, H, Tq, D) over k, v (B, H_kv, Tk, D) -> (B, H, Tq, D).
     mask=None means plain causal with Tq == Tk (training, prefill); a KV-cache step passes a (Tq, Tk)
-    boolean mask instead, which only SDPA takes (the Triton kernel wants Tq == Tk)."""
-    if mask is None and use_triton(mode, q):
+    boolean mask instead, which only SDPA takes (the Triton kernel wants Tq == Tk, and head dims <= 128)."""
+    if mask is None and (mode == "triton" or q.shape[-1] <= 128) and use_triton(mode, q):
         return triton_kernels()[0](q, k, v, causal=True)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=True)
 
@@ -548,6 +548,14 @@ def report(path, gpu="H100", gpu_mem=0, gpus=1, zero=None, fsdp=False, offload=F
     layer, head = activation_bytes_per_token(c, common["a"], common["fused_norm"])
     print(f"  activations per sequence: {(c.n_layer * layer + head) * c.block_size / GiB:.3f} GiB; with "
           f"checkpointing {(c.n_layer * 4 * c.n_embd + head) * c.block_size / GiB:.3f} GiB")
+    strategies(c, batch, usable, common, fits=plan["peak"] <= usable)
+    # checkpointing's recompute is one more forward: 8 instead of 6 FLOPs per parameter for the same tokens
+    time_and_cost(n, flops, batch * c.block_size * accum * gpus, f"{batch} x {c.block_size} x {accum} x {gpus} GPU(s)",
+                  gpus, gpu, tokens, assumed_mfu * (0.75 if checkpointing else 1.0), checkpointing, price)
+
+
+def strategies(c, batch, usable, common, fits):
+    """The peak and the largest micro-batch under each strategy; the cheapest that fits if ours does not."""
     print(f"\n  {'strategy':32s}{'peak at micro-batch ' + str(batch):>26s}  largest micro-batch that fits")
     fitting = []
     for name, options in STRATEGIES:  # ordered by what they cost: recompute, then communication, then PCIe
@@ -555,22 +563,21 @@ def report(path, gpu="H100", gpu_mem=0, gpus=1, zero=None, fsdp=False, offload=F
         largest = largest_batch(c, usable, **common, **options)
         print(f"  {name:32s}{peak / GiB:21.1f} GiB  {largest:>6d}")
         fitting += [(name, largest)] if largest else []
-    if plan["peak"] > usable:
+    if not fits:
         print("  -> " + (f"{fitting[0][0]} fits micro-batches up to {fitting[0][1]} (keep tokens per step through "
                          f"gradient accumulation)" if fitting else "nothing fits micro-batch 1: more GPUs with FSDP"))
 
+
+def time_and_cost(n, flops, step_tokens, step_text, gpus, gpu, tokens, useful_mfu, checkpointing, price):
+    """Steps, wall time, GPU-hours and cost to train on `tokens` (default 20 per parameter)."""
     budget = tokens or 20 * n
-    step_tokens = batch * c.block_size * accum * gpus
-    # checkpointing's recompute is one more forward: 8 instead of 6 FLOPs per parameter for the same tokens
-    useful = assumed_mfu * (0.75 if checkpointing else 1.0)
-    per_gpu = useful * PEAK_FLOPS[GPUS[gpu][1]] / flops  # tokens/s per GPU
+    per_gpu = useful_mfu * PEAK_FLOPS[GPUS[gpu][1]] / flops  # tokens/s per GPU
     seconds = budget / (per_gpu * gpus)
     gpu_hours = seconds * gpus / 3600
     print(f"\ntime to {budget:.4g} tokens ({'given' if tokens else '20 per parameter, Chinchilla'}) at MFU "
-          f"{useful:.2f} (assumed{', x 3/4 for the recompute' if checkpointing else ''}):")
-    print(f"  tokens per step {step_tokens:,} = {batch} x {c.block_size} x {accum} x {gpus} GPU(s) -> "
-          f"{math.ceil(budget / step_tokens):,} steps")
-    print(f"  {per_gpu:,.0f} tokens/s per GPU = {useful:.2f} x {PEAK_FLOPS[GPUS[gpu][1]]:.3g} FLOP/s / {flops:.4g} FLOPs")
+          f"{useful_mfu:.2f} (assumed{', x 3/4 for the recompute' if checkpointing else ''}):")
+    print(f"  tokens per step {step_tokens:,} = {step_text} -> {math.ceil(budget / step_tokens):,} steps")
+    print(f"  {per_gpu:,.0f} tokens/s per GPU = {useful_mfu:.2f} x {PEAK_FLOPS[GPUS[gpu][1]]:.3g} FLOP/s / {flops:.4g} FLOPs")
     print(f"  wall time {seconds / 3600:,.1f} h ({seconds / 86400:,.1f} days), {gpu_hours:,.0f} GPU-hours, "
           f"${gpu_hours * price:,.0f} at ${price:.2f} per GPU-hour")
 
