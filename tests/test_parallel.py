@@ -28,6 +28,15 @@ GLOBAL_ROWS, MICRO_STEPS = 8, 2  # global batch of 8 sequences, each rank's shar
 LOSS_TOL = 1e-5  # relative
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: a second thread only waits on the first (and on a busy CPU, for a long time)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def build(mode, dtype="float32", activation_checkpointing=False):
     """The same initial GPT and AdamW on every rank (seeded), wrapped as `mode` says."""
     torch.manual_seed(0)

@@ -17,7 +17,8 @@ import torch
 
 import parallel
 from model import GPT, GPTConfig
-from test_train import SMALL, dataset, run  # noqa: F401 (dataset is a fixture: the tiny prepare.py-style set)
+# fixtures: the tiny prepare.py-style dataset, and one torch thread for these tiny models
+from test_train import SMALL, dataset, one_thread, run  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 # 4 steps of a global batch of 4 rows; a (sharded) checkpoint every 2 steps
@@ -51,7 +52,9 @@ def test_zero1_and_fsdp_train_like_one_process_and_resume_at_another_world_size(
     assert reference[4] < reference[1]
     trained = {}
     for option in ["--zero=1", "--fsdp=True"]:
-        trained[option] = losses(torchrun(2, tmp_path / option[2:6], dataset, option))
+        metrics = torchrun(2, tmp_path / option[2:6], dataset, option)
+        assert [r["step"] for r in metrics if r["kind"] == "train"] == [1, 2, 3, 4]  # rank 0 alone writes
+        trained[option] = losses(metrics)
         assert trained[option] == pytest.approx(reference, rel=1e-5), option
     assert sorted(p.name for p in (tmp_path / "fsdp").glob("ckpt_*")) == ["ckpt_0000002", "ckpt_0000004"]
 
