@@ -363,7 +363,10 @@ def _give_freed_memory_back():
     free() unmaps: RSS then follows the live tensors."""
     import ctypes
     M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
-    ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 65536)
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 65536)
+    except (OSError, AttributeError):  # not glibc: freed memory may stay counted (the peak is an upper bound)
+        pass
 
 
 def _train_steps(model, optimizer, vocab_size, block_size, batch_size, steps):

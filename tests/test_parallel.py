@@ -85,6 +85,7 @@ def run_job(mode, steps, save_at=None, save_dir=None, load_dir=None, **options):
     return losses
 
 
+MEASURABLE = os.path.exists("/proc/self/clear_refs")  # Linux: the peak resident memory can be reset
 MEASURED = dict(block_size=16, vocab_size=512, n_layer=4, n_head=4, n_kv_head=4, n_embd=256, kernels="torch")
 
 
@@ -128,6 +129,8 @@ def two_ranks(tmp_path_factory):
         jobs[mode] = dict(mode=mode, steps=[0, 1, 2, 3], save_at=2, save_dir=str(tmp / f"ckpt_{mode}"))
         jobs[f"measure {mode}"] = dict(mode=mode)
     jobs["measure ddp"] = dict(mode="ddp")
+    if not MEASURABLE:
+        jobs = {name: job for name, job in jobs.items() if not name.startswith("measure")}
     jobs["fsdp checkpointed"] = dict(mode="fsdp", steps=[0, 1, 2, 3], activation_checkpointing=True)
     jobs["fsdp bf16"] = dict(mode="fsdp", steps=[0, 1, 2, 3], dtype="bfloat16")
     return tmp, launch(2, jobs, tmp)
@@ -147,6 +150,7 @@ def test_ddp_zero1_and_fsdp_follow_the_single_process_trajectory(two_ranks):
     assert losses["fsdp bf16"] != pytest.approx(reference, rel=LOSS_TOL)
 
 
+@pytest.mark.skipif(not MEASURABLE, reason="measuring a peak needs Linux's /proc/self/clear_refs")
 def test_predicted_memory_per_rank_matches_the_measured_peak(two_ranks):
     """RSS growth per rank (max over ranks) within 20% of predicted_bytes (model states) and of model.py's
     planner (+ activations), and DDP > ZeRO-1 > FSDP. Measured: 0.90-1.09 x predicted, 0.87-1.04 x planned."""
