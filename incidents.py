@@ -121,19 +121,36 @@ def steps_to_converge(run, within=0.05):
 #    (reproduced, measured sentence). The sentence is the "what happened" column of the report.
 
 
+def biggest_jump(run):
+    """(nats, step, best before): the largest rise of the train loss above its lowest value so far."""
+    steps, loss = series(run["train"], "loss")
+    if len(loss) < 2:
+        return 0.0, None, float("nan")
+    best = np.fmin.accumulate(loss)[:-1]
+    rise = loss[1:] - best
+    i = int(np.nanargmax(rise))
+    return float(rise[i]), int(steps[i + 1]), float(best[i])
+
+
 def detect_divergence(run, base):
-    """LR too high: NaN/inf, or a loss that stays far above the baseline's."""
+    """LR too high: NaN/inf, a loss that jumps far above its best so far, or one that ends far above."""
     step, what = first_nonfinite(run)
     status = run["end"].get("status", "killed (no end line)")
     if step is not None:
         return True, f"{what} at step {step}; run ended '{status}'"
+    (jump, at, best), (jump0, _, _) = biggest_jump(run), biggest_jump(base)
+    _, g = series(run["train"], "grad_norm")
+    _, g0 = series(base["train"], "grad_norm")
     gap = final_train(run) - final_train(base)
-    return gap > 1.0, f"no NaN; train loss {gap:+.2f} nats vs baseline at the end ({final_train(run):.2f})"
+    text = (f"no NaN; loss jumped {jump:.2f} nats above its best so far ({best:.2f}) at step {at} (baseline's "
+            f"largest jump {jump0:.2f}); grad norm peaked at {np.nanmax(g):.3g} (x{np.nanmax(g) / np.nanmedian(g0):.0f} "
+            f"the baseline's median); train loss {gap:+.2f} nats vs baseline at the end")
+    return bool((jump >= 1.0 and jump >= 1.5 * jump0) or gap >= 0.5), text
 
 
 def detect_early_instability(run, base, early=None):
     """No warmup: large gradient norms and a loss that goes up and down in the first steps."""
-    early = early or max(10, len(base["train"]) // 5)
+    early = early or max(10, len(base["train"]) // 10)
     _, g, _, g0 = *series(run["train"][:early], "grad_norm"), *series(base["train"][:early], "grad_norm")
     _, l, _, l0 = *series(run["train"][:early], "loss"), *series(base["train"][:early], "loss")
     gn_ratio = np.nanmax(g) / np.nanmax(g0)
@@ -161,20 +178,23 @@ def detect_noisy(run, base):
     return bool(ratio >= 2 and gap > 0), text
 
 
-def detect_grad_explosion(run, base):
-    """No clipping: gradient norms far above anything the clipped run sees, with loss spikes after them."""
+def detect_grad_explosion(run, ref):
+    """No clipping: gradient norms far above the clipped run's typical one go straight into the update.
+    ref is the same run with clipping; its logged norms are pre-clip too, so the difference clipping made
+    shows in what the loss did afterwards."""
     _, g = series(run["train"], "grad_norm")
-    _, g0 = series(base["train"], "grad_norm")
+    _, g0 = series(ref["train"], "grad_norm")
     step, what = first_nonfinite(run)
     typical = np.nanmedian(g0)
-    peak_at = int(run["train"][int(np.nanargmax(np.where(np.isfinite(g), g, -1)))]["step"])
-    peak, peak0 = np.nanmax(np.where(np.isfinite(g), g, np.nan)), np.nanmax(g0)
+    finite = np.where(np.isfinite(g), g, np.nan)
+    peak, peak_at = np.nanmax(finite), int(run["train"][int(np.nanargmax(finite))]["step"])
     above = int(np.sum(g > 10 * typical))
-    text = (f"grad norm peaked at {peak:.3g} at step {peak_at} (x{peak / typical:.0f} the reference's "
-            f"median {typical:.2g}; reference peak x{peak0 / typical:.0f}); {above} steps above x10")
+    text = (f"grad norm peaked at {peak:.3g} at step {peak_at} (x{peak / typical:.0f} the clipped run's median "
+            f"{typical:.2g}); {above} steps above x10 reached the weights unclipped; train loss "
+            f"{final_train(run) - final_train(ref):+.2f} nats vs the clipped run at the end")
     if step is not None:
         text += f"; {what} at step {step}"
-    return bool(step is not None or (peak >= 10 * typical and peak >= 3 * peak0)), text
+    return bool(step is not None or (peak >= 10 * typical and above >= 1)), text
 
 
 def detect_slow(run, base):
@@ -192,20 +212,24 @@ def detect_slow(run, base):
 
 
 def detect_precision(run, base):
-    """fp16 without a scaler: overflow to inf/NaN, or gradients that underflow so the model stops learning."""
+    """fp16 without a scaler: overflow to inf/NaN, or gradients that underflow to 0. The underflow is
+    measured by fp16_probe() (run["probe"]) on the run's final weights; the loss is compared with the
+    fp32 baseline at the same step."""
     step, what = first_nonfinite(run)
     if step is not None:
         return True, f"{what} at step {step} (overflow); run ended '{run['end'].get('status', 'killed')}'"
-    _, loss = series(run["train"], "loss")
-    _, loss0 = series(base["train"], "loss")
-    drop, drop0 = np.nanmean(loss[:5]) - final_train(run), np.nanmean(loss0[:5]) - final_train(base)
-    _, g = series(run["train"], "grad_norm")
-    _, g0 = series(base["train"], "grad_norm")
-    zero = int(np.sum(g == 0))
-    text = (f"no inf/NaN; loss fell {drop:.2f} nats vs {drop0:.2f} for the reference "
-            f"({100 * drop / drop0:.0f}%); median grad norm x{np.nanmedian(g) / np.nanmedian(g0):.2g} of the "
-            f"reference; {zero} steps with a zero gradient")
-    return bool(drop < 0.5 * drop0), text
+    probe = run.get("probe") or {}
+    at = run["train"][-1]["step"]
+    loss, loss0 = final_train(run, 10), np.nanmean([r["loss"] for r in base["train"] if at - 10 < r["step"] <= at])
+    if not probe:
+        return False, f"no inf/NaN; loss {loss:.3f} vs fp32's {loss0:.3f} at step {at}; no gradient probe"
+    fp16, scaled, bf16 = probe["fp16"], probe["fp16 x 65536"], probe["bf16"]
+    text = (f"no inf/NaN; at step {probe['step']} {fp16['zeroed_pct']:.2f}% of the gradient entries underflowed "
+            f"to exactly 0 (with the loss x 65,536: {scaled['zeroed_pct']:.2f}%; bf16: {bf16['zeroed_pct']:.2f}%), "
+            f"gradient error vs fp32 {fp16['rel_err_pct']:.1f}% ({scaled['rel_err_pct']:.2f}% scaled, "
+            f"{bf16['rel_err_pct']:.2f}% bf16); largest activation {probe['max_activation']:.3g} (fp16 max 65,504); "
+            f"train loss {loss:.3f} vs fp32's {loss0:.3f} at step {at}")
+    return bool(fp16["zeroed_pct"] >= 1.0 and scaled["zeroed_pct"] < 0.1 * fp16["zeroed_pct"]), text
 
 
 def detect_memorised(run, base):
@@ -238,6 +262,7 @@ def detect_recovered(run, base):
 # 3. The incidents. Each is config/incidents/NAME.py (what we changed); the prose says why it hurts and how
 #    to fix it. `reference` (optional) is a second run with the fix applied, for incidents that need a
 #    harsher setting than the baseline to show themselves: the fair comparison is then "same run, fixed".
+#    It names the keys that go back to the baseline's values.
 
 INCIDENTS = {
     "lr_x10": dict(
@@ -248,7 +273,8 @@ INCIDENTS = {
         fix="Use the tuned LR (a short LR sweep finds the edge; back off ~3x from where loss blows up). A "
             "monitor with rollback plus a lower LR rescues a run that diverges late."),
     "no_warmup": dict(
-        detect=detect_early_instability, operation="warmup off (full LR from step 0)",
+        detect=detect_early_instability, operation="warmup off (full LR from step 0; LR x3, see config)",
+        reference=("warmup_iters",),
         cause="At step 0 AdamW's second-moment estimate is built from a handful of gradients, so the first "
               "updates are full-size steps in poorly-estimated directions while the weights are random: "
               "the loss jumps around before it settles.",
@@ -261,10 +287,12 @@ INCIDENTS = {
         fix="Raise the batch, or keep the micro-batch and use gradient_accumulation_steps to reach a few "
             "hundred thousand tokens per step (at 1B scale); lower the LR if the batch must stay small."),
     "no_clip": dict(
-        detect=detect_grad_explosion, operation="gradient clipping off (at a raised LR, see config)",
-        reference={"grad_clip": 1.0},
+        detect=detect_grad_explosion, operation="gradient clipping off (at lr_x10's LR, see config)",
+        reference=("grad_clip",),
         cause="Without a cap, one unlucky batch with a huge gradient produces a huge update; the next "
-              "gradients are larger still, and the loss spikes or collapses.",
+              "gradients are larger still, and the loss spikes or collapses. AdamW divides each update by "
+              "a running RMS of the gradient, which absorbs a few isolated spikes (compare the final loss); "
+              "SGD, or spikes that come in runs, are not forgiven.",
         fix="grad_clip=1.0 (clip the global norm); log the pre-clip norm, which is the early warning: "
             "a rising clip rate means the LR is too high."),
     "sgd": dict(
@@ -276,9 +304,11 @@ INCIDENTS = {
             "larger, separately tuned LR and still converges slower."),
     "fp16_no_scaler": dict(
         detect=detect_precision, operation="fp16 autocast without a loss scaler",
-        reference={"fp16_no_scaler": False},
         cause="fp16 keeps 5 exponent bits: numbers above 65,504 become inf, and below ~6e-8 become 0. "
-              "Backward gradients of a mean loss over many tokens are tiny and fall into that hole.",
+              "The gradient of a mean loss over N tokens carries a 1/N: for the thousands of tokens the "
+              "model rates unlikely it is far below 6e-8 and falls into that hole. Activations stay far "
+              "below 65,504 in a healthy small model; an overflow needs outliers a long or unstable run "
+              "grows.",
         fix="bf16 (fp32's range, no scaler needed) where the hardware has it; otherwise fp16 with a "
             "dynamic loss scaler (GradScaler), which multiplies the loss up before backward, unscales "
             "before the step and skips steps that overflowed."),
@@ -302,10 +332,12 @@ PLANTED = ("The lighthouse keeper of Aldenmoor counted forty-two gulls every mor
            "in a green ledger, and sent it by pigeon to a professor in Vienna who never once replied.")
 
 
-def load_config(path):
-    """A config file's plain-value globals (what train.py would set from it)."""
+def load_config(*paths):
+    """The plain-value globals after executing the config files in order over one namespace, as train.py
+    does (so a later file may say `learning_rate *= 10`)."""
     scope = {}
-    exec(compile(Path(path).read_text(), str(path), "exec"), scope)
+    for path in paths:
+        exec(compile(Path(path).read_text(), str(path), "exec"), scope)
     return {k: v for k, v in scope.items()
             if not k.startswith("_") and isinstance(v, (int, float, bool, str, type(None)))}
 
@@ -325,20 +357,30 @@ def data_dir(dataset):
     return Path(dataset) if os.sep in str(dataset) else ROOT / "data" / dataset
 
 
-def train(out_dir, configs, overrides=None):
+def train(out_dir, configs, overrides=None, in_process=False):
     """Run `train.py CONFIG... --out_dir=... --key=value ...` from scratch (later config files override
-    earlier ones, as in nanoGPT); train.py's output goes to out_dir/train.log."""
+    earlier ones, as in nanoGPT); train.py's output goes to out_dir/train.log. One intra-op thread: on a
+    shared, oversubscribed CPU, two OpenMP threads spinning on each other's barriers make a tiny model
+    many times slower. in_process (the tests) calls train.main() here instead of starting a process."""
     out_dir = Path(out_dir)
     shutil.rmtree(out_dir, ignore_errors=True)  # a fresh run, never a resume of an old one
     out_dir.mkdir(parents=True)
-    args = [PY, str(ROOT / "train.py"), *map(str, configs), f"--out_dir={out_dir}"]
+    args = [*map(str, configs), f"--out_dir={out_dir}"]
     args += [f"--{k}={v if isinstance(v, str) else repr(v)}" for k, v in (overrides or {}).items()]
     t0 = time.time()
     with open(out_dir / "train.log", "w") as log:
-        rc = subprocess.run(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
-    if not (out_dir / "metrics.jsonl").is_file():
-        tail = (out_dir / "train.log").read_text()[-2000:]
-        raise SystemExit(f"{out_dir}: train.py exited {rc} without metrics.jsonl:\n{tail}")
+        if in_process:
+            import contextlib
+            import train as trainer
+            with contextlib.redirect_stdout(log):
+                trainer.main(args)
+        else:
+            env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+            rc = subprocess.run([PY, str(ROOT / "train.py"), *args], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT).returncode
+            if not (out_dir / "metrics.jsonl").is_file():
+                tail = (out_dir / "train.log").read_text()[-2000:]
+                raise SystemExit(f"{out_dir}: train.py exited {rc} without metrics.jsonl:\n{tail}")
     run = read_metrics(out_dir)
     print(f"  {out_dir.name}: {time.time() - t0:.0f} s, ended '{run['end'].get('status', 'killed')}' "
           f"at step {run['end'].get('step', '?')}", flush=True)
@@ -373,7 +415,11 @@ def write_dataset(out, tokenizer_dir, bins, note):
     return out
 
 
-def build_dup_dataset(src, out, unique_tokens=4000, copies=40, planted_every=4):
+# dup_data's training set; the tests shrink it with their model
+DUP_DATA = {"unique_tokens": 2000, "copies": 40, "planted_every": 2}
+
+
+def build_dup_dataset(src, out, unique_tokens, copies, planted_every):
     """The dup_data incident's training set: the first `unique_tokens` of src's train.bin repeated `copies`
     times (what a crawl without dedup looks like at its worst), with PLANTED inserted every
     `planted_every` copies. Val bins are src's own, so val loss is comparable with the baseline."""
@@ -424,6 +470,52 @@ def probe_planted(run_dir, base_dir, cached=False):
         (same, n), (same0, _) = regurgitation(run_dir), regurgitation(base_dir)
         write_atomic(path, json.dumps([same, n, same0]).encode())
     return tuple(json.loads(path.read_text()))
+
+
+def gradient(model, x, y, dtype, scale=1.0):
+    """The flat gradient of the mean loss on (x, y) under autocast(dtype), the loss multiplied by `scale`
+    before backward and the gradient divided by it after (what a GradScaler does)."""
+    import torch
+    model.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+        _, loss = model(x, y)
+    (loss * scale).backward()
+    return torch.cat([p.grad.flatten() / scale for p in model.parameters() if p.grad is not None])
+
+
+def fp16_probe(run_dir, cached=False):
+    """fp16's range measured on the run's final weights and one training-sized batch: the gradient in
+    fp32, in fp16 as is, in fp16 with the loss x 65,536 (a GradScaler's starting scale) and in bf16; for
+    each, the % of entries that are nonzero in fp32 but exactly 0 here (underflow) and the relative error
+    |g - g32| / |g32|. Also the largest |activation| any Linear layer produced in fp16 (overflow: > 65,504)."""
+    path = Path(run_dir) / "fp16_probe.json"
+    if cached:
+        return json.loads(path.read_text())
+    import torch
+    from sample import load_run
+    model, _, ckpt = load_run(run_dir)
+    model.train()
+    cfg = ckpt["config"]
+    data = np.memmap(data_dir(cfg["dataset"]) / "train.bin", dtype=np.uint16, mode="r")
+    starts = np.random.default_rng([cfg["seed"], 3]).integers(0, len(data) - cfg["block_size"] - 1, cfg["batch_size"])
+    xy = torch.from_numpy(np.stack([data[s:s + cfg["block_size"] + 1] for s in starts]).astype(np.int64))
+    x, y = xy[:, :-1], xy[:, 1:]  # (B, T) each
+    g32 = gradient(model, x, y, torch.float32)
+    largest = []
+    hooks = [m.register_forward_hook(lambda m, i, o: largest.append(o.detach().abs().max().item()))
+             for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    result = {"step": ckpt["step"]}
+    for name, dtype, scale in [("fp16", torch.float16, 1.0), ("fp16 x 65536", torch.float16, 65536.0),
+                               ("bf16", torch.bfloat16, 1.0)]:
+        g = gradient(model, x, y, dtype, scale)
+        result[name] = {"zeroed_pct": 100 * ((g == 0) & (g32 != 0)).float().mean().item(),
+                        "rel_err_pct": 100 * ((g - g32).norm() / g32.norm()).item()}
+        if name == "fp16":
+            result["max_activation"] = max(largest)
+            for h in hooks:
+                h.remove()
+    write_atomic(path, json.dumps(result).encode())
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -538,30 +630,44 @@ def analyse_incident(name, run, base, ref=None):
 
 
 def run_incidents(names, out_root="out/incidents", report_dir="report/incidents", common=None,
-                  config_dir="config/incidents", report_only=False):
+                  config_dir="config/incidents", report_only=False, in_process=False):
     """Baseline + each incident (+ its reference run) -> report_dir/report.md and a PNG per incident.
-    `common` overrides apply to every run (the tests use it to shrink everything)."""
+    `common` ({key: value}) is written to out_root/common.py and executed after baseline.py, before the
+    incident's file: the tests use it to shrink every run while `learning_rate *= 10` still means x10.
+    A run whose resolved config equals one already run (no_clip's reference is lr_x10) is not run twice."""
     out_root, report_dir, config_dir = ROOT / out_root, ROOT / report_dir, ROOT / config_dir
     report_dir.mkdir(parents=True, exist_ok=True)
-    common = dict(common or {})
-    base_config = {**load_config(config_dir / "baseline.py"), **common}
-    go = (lambda d, cfgs, extra: read_metrics(d)) if report_only else \
-        (lambda d, cfgs, extra: train(d, cfgs, {**common, **extra}))
-    base = go(out_root / "baseline", [config_dir / "baseline.py"], {})
+    out_root.mkdir(parents=True, exist_ok=True)
+    base_files = [config_dir / "baseline.py"]
+    if common:
+        base_files.append(out_root / "common.py")
+        write_atomic(out_root / "common.py", "".join(f"{k} = {v!r}\n" for k, v in common.items()).encode())
+    base_config = load_config(*base_files)
+    done = {}  # resolved config -> run
+
+    def go(run_dir, files, overrides):
+        key = json.dumps({**load_config(*files), **overrides}, sort_keys=True)
+        if key not in done:
+            done[key] = read_metrics(run_dir) if report_only else train(run_dir, files, overrides, in_process)
+        return done[key]
+
+    base = go(out_root / "baseline", base_files, {})
     results = {}
     for name in names:
-        cfg_path = config_dir / f"{name}.py"
-        config = {**base_config, **load_config(cfg_path), **common}
+        files = base_files + [config_dir / f"{name}.py"]
+        config = load_config(*files)
         if name == "dup_data" and not report_only:
-            build_dup_dataset(base_config["dataset"], data_dir(config["dataset"]))
-        run = go(out_root / name, [config_dir / "baseline.py", cfg_path], {})
-        ref_over = INCIDENTS[name].get("reference")
-        ref = go(out_root / f"{name}_ref", [config_dir / "baseline.py", cfg_path], ref_over) if ref_over else None
+            build_dup_dataset(base_config["dataset"], data_dir(config["dataset"]), **DUP_DATA)
+        run = go(out_root / name, files, {})
+        fixed = {k: base_config[k] for k in INCIDENTS[name].get("reference", ())}
+        ref = go(out_root / f"{name}_ref", files, fixed) if fixed else None
         if name == "dup_data":
             run["regurgitation"] = probe_planted(out_root / name, out_root / "baseline", report_only)
+        if name == "fp16_no_scaler" and first_nonfinite(run)[0] is None:
+            run["probe"] = fp16_probe(out_root / name, report_only)
         res = analyse_incident(name, run, base, ref)
         res["diff"] = config_diff(config, base_config)
-        res["ref_diff"] = config_diff({**config, **(ref_over or {})}, base_config)
+        res["ref_diff"] = config_diff({**config, **fixed}, base_config)
         plot_incident(report_dir / f"{name}.png", name, run, base, ref)
         results[name] = res
         print(f"  {name}: {'reproduced' if res['reproduced'] else 'NOT reproduced'}: {res['measured']}", flush=True)
@@ -622,14 +728,23 @@ def experiment_record(title, question, setup, rows, metric, extra=()):
     return winner, lines
 
 
-def plot_sweep(path, runs, key="val_bpb"):
+def eval_series(run, metric):
+    """(steps, values) of an eval metric; per_source_bpb is the mean of the per-source bits per byte."""
+    if metric != "per_source_bpb":
+        return series(run["eval"], metric)
+    recs = [r for r in run["eval"] if r.get("per_source")]
+    return (np.array([r["step"] for r in recs], dtype=float),
+            np.array([np.mean([d["bpb"] for d in r["per_source"].values()]) for r in recs], dtype=float))
+
+
+def plot_sweep(path, runs, metric="val_bpb"):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3.4))
     for label, run in runs.items():
-        ax.plot(*series(run["eval"], key), "o-", ms=3, lw=1, label=label)
-    ax.set(xlabel="step", ylabel=key.replace("_", " "))
+        ax.plot(*eval_series(run, metric), "o-", ms=3, lw=1, label=label)
+    ax.set(xlabel="step", ylabel=metric.replace("_", " "))
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -702,7 +817,7 @@ def prepare_datasets(datasets):
 
 
 def run_sweep(name, out_root="out/sweeps", report_dir="report/sweeps", common=None,
-              config_dir="config/incidents", sweep_dir="config/sweeps", report_only=False):
+              config_dir="config/incidents", sweep_dir="config/sweeps", report_only=False, in_process=False):
     """Every run of config/sweeps/NAME.py -> eval.py's comparison report + our experiment record."""
     spec = {}
     path = ROOT / sweep_dir / f"{name}.py"
@@ -717,11 +832,12 @@ def run_sweep(name, out_root="out/sweeps", report_dir="report/sweeps", common=No
     for label, overrides in spec["runs"].items():
         run_dir = out_root / label.replace(" ", "_").replace("=", "")
         runs[label] = read_metrics(run_dir) if report_only else \
-            train(run_dir, [ROOT / config_dir / "baseline.py"], {**(common or {}), **overrides})
+            train(run_dir, [ROOT / config_dir / "baseline.py"], {**(common or {}), **overrides}, in_process)
     try:
         from eval import compare_runs
-        compare_runs([r["dir"] for r in runs.values()], str(report_dir), names=list(runs), title=spec["title"])
-        head = (report_dir / "report.md").read_text() if (report_dir / "report.md").is_file() else ""
+        summary = compare_runs([r["dir"] for r in runs.values()], str(report_dir), names=list(runs),
+                               title=spec["title"])
+        head = Path(summary["report"]).read_text()
     except (ImportError, AttributeError) as e:
         head = f"# {spec['title']}\n\n(eval.py's compare_runs is not available: {e})\n"
     base = {**load_config(ROOT / config_dir / "baseline.py"), **(common or {})}
@@ -732,7 +848,7 @@ def run_sweep(name, out_root="out/sweeps", report_dir="report/sweeps", common=No
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     winner, record = experiment_record(spec["title"], spec["question"], f"{now}, {machine()}. Fixed: {fixed}.",
                                        rows, spec.get("metric", "val_bpb"), extra)
-    plot_sweep(report_dir / "headline.png", runs, "val_bpb")
+    plot_sweep(report_dir / "headline.png", runs, spec.get("metric", "val_bpb"))
     write_atomic(report_dir / "report.md", (head.rstrip() + "\n\n" + "\n".join(record) + "\n").encode())
     print(f"  {name}: winner {winner}; report {report_dir / 'report.md'}", flush=True)
     return report_dir / "report.md", winner, rows

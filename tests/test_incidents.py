@@ -95,15 +95,21 @@ def test_slow_convergence_counts_steps_to_the_baselines_early_loss(tmp_path, bas
     assert not incidents.detect_slow(write_run(tmp_path / "ok", *healthy(6)), base)[0]
 
 
-def test_precision_tells_overflow_from_no_learning(tmp_path, base):
+def test_precision_tells_overflow_from_underflow(tmp_path, base):
     loss, gn = healthy()
     gn[12] = math.inf
     ok, text = incidents.detect_precision(write_run(tmp_path / "inf", loss, gn), base)
     assert ok and "grad_norm inf at step 12" in text
-    flat = np.full(STEPS, 8.0) + 0.01 * np.arange(STEPS) % 0.05
-    ok, text = incidents.detect_precision(write_run(tmp_path / "flat", flat, np.zeros(STEPS)), base)
-    assert ok and f"{STEPS} steps with a zero gradient" in text
-    assert not incidents.detect_precision(write_run(tmp_path / "ok", *healthy(7)), base)[0]
+    run = write_run(tmp_path / "under", *healthy(7))
+    probe = {"step": 199, "max_activation": 600.0, "fp16": {"zeroed_pct": 6.5, "rel_err_pct": 5.0},
+             "fp16 x 65536": {"zeroed_pct": 0.0, "rel_err_pct": 0.07}, "bf16": {"zeroed_pct": 0.0, "rel_err_pct": 0.5}}
+    run["probe"] = probe
+    ok, text = incidents.detect_precision(run, base)
+    assert ok and "6.50% of the gradient entries underflowed" in text and "with the loss x 65,536: 0.00%" in text
+    run["probe"] = {**probe, "fp16": {"zeroed_pct": 0.04, "rel_err_pct": 0.2}}  # nothing lost: not an incident
+    assert not incidents.detect_precision(run, base)[0]
+    del run["probe"]
+    assert not incidents.detect_precision(run, base)[0]
 
 
 def test_memorised_needs_lower_train_higher_val_and_regurgitation(tmp_path, base):
@@ -132,7 +138,7 @@ def synthetic_suite(root):
     write_run(out / "baseline", *healthy())
     loss, gn = healthy()
     runs = {"lr_x10": (np.r_[loss[:30], [np.nan] * 3], gn[:33]), "no_warmup": None, "batch_1": healthy(3, 0.3, 120),
-            "no_clip": None, "sgd": healthy(speed=400, floor=3.5), "fp16_no_scaler": (loss, np.full(STEPS, np.inf)),
+            "no_clip": None, "sgd": healthy(speed=400, floor=3.5), "fp16_no_scaler": (loss, np.r_[gn[:50], np.inf, gn[51:]]),
             "dup_data": healthy(floor=1.0), "bad_batch": healthy(8)}
     nw = healthy()
     nw[1][:20] *= 12
@@ -144,7 +150,7 @@ def synthetic_suite(root):
     for name, (l, g) in runs.items():
         ev = [{"step": 150, "event": "spike", "action": "rollback"}] if name == "bad_batch" else []
         write_run(out / name, l, g, events=ev, val=rising_val if name == "dup_data" else None)
-    for name in ("no_clip", "fp16_no_scaler"):
+    for name in ("no_warmup", "no_clip"):
         write_run(out / f"{name}_ref", *healthy(9))
     (out / "dup_data" / "probe.json").write_text("[31, 32, 0]")
     return out

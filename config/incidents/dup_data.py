@@ -1,3 +1,3 @@
-"""Duplicated data: incidents.py writes data/incidents_dup, 4,000 tokens of data/default's train split
-repeated 40 times, with a planted passage every 4 copies; val is data/default's own."""
-dataset = "incidents_dup"
+"""Duplicated data: incidents.py writes data/<dataset>_dup: 2,000 tokens of the dataset's train split
+repeated 40 times, with a planted passage after every other copy; the val bins are the dataset's own."""
+dataset += "_dup"

@@ -1,3 +1,3 @@
 """Learning-rate disaster: the baseline's learning rate (and its floor) times ten."""
-learning_rate = 3e-2
-min_lr = 3e-3
+learning_rate *= 10
+min_lr *= 10
