@@ -149,7 +149,8 @@ def detect_divergence(run, base):
 
 
 def detect_early_instability(run, base, early=None):
-    """No warmup: large gradient norms and a loss that goes up and down in the first steps."""
+    """No warmup: large gradient norms and a loss that goes up and down in the first steps, compared with
+    the same run warmed up (base)."""
     early = early or max(10, len(base["train"]) // 10)
     _, g, _, g0 = *series(run["train"][:early], "grad_norm"), *series(base["train"][:early], "grad_norm")
     _, l, _, l0 = *series(run["train"][:early], "loss"), *series(base["train"][:early], "loss")
@@ -157,8 +158,9 @@ def detect_early_instability(run, base, early=None):
     rise, rise0 = np.nansum(np.clip(np.diff(l), 0, None)), np.nansum(np.clip(np.diff(l0), 0, None))
     ups, ups0 = int(np.sum(np.diff(l) > 0)), int(np.sum(np.diff(l0) > 0))
     text = (f"grad norm x{gn_ratio:.1f} in the first {early} steps (max {np.nanmax(g):.2f} vs "
-            f"{np.nanmax(g0):.2f}); loss rose on {ups} of {early - 1} steps (baseline {ups0}), "
-            f"total rise {rise:.2f} vs {rise0:.2f} nats")
+            f"{np.nanmax(g0):.2f} with warmup); loss rose on {ups} of {early - 1} steps ({ups0} with warmup), "
+            f"total rise {rise:.2f} vs {rise0:.2f} nats; val loss {final_val(run) - final_val(base):+.2f} vs "
+            f"the warmed-up run at the end")
     return bool(gn_ratio >= 2 or rise >= 2 * max(rise0, 0.05)), text
 
 
@@ -190,7 +192,7 @@ def detect_grad_explosion(run, ref):
     peak, peak_at = np.nanmax(finite), int(run["train"][int(np.nanargmax(finite))]["step"])
     above = int(np.sum(g > 10 * typical))
     text = (f"grad norm peaked at {peak:.3g} at step {peak_at} (x{peak / typical:.0f} the clipped run's median "
-            f"{typical:.2g}); {above} steps above x10 reached the weights unclipped; train loss "
+            f"{typical:.2g}); {above} step(s) above x10 reached the weights unclipped; train loss "
             f"{final_train(run) - final_train(ref):+.2f} nats vs the clipped run at the end")
     if step is not None:
         text += f"; {what} at step {step}"
@@ -533,6 +535,8 @@ def plot_runs(ax_loss, ax_gn, runs):
         ax_gn.plot(s, np.where(g > 0, g, np.nan), color=color, lw=0.7)
         for e in run["event"]:
             ax_loss.axvline(e["step"], color=color, ls=":", lw=0.8)
+            if e.get("loss") is not None:  # a step the monitor rolled back or skipped is not in "train"
+                ax_loss.plot([e["step"]], [e["loss"]], "x", color=color, ms=7)
         step, _ = first_nonfinite(run)
         if step is not None:
             ax_loss.plot([step], [np.nanmax(loss) if np.isfinite(loss).any() else 1], "x", color=color, ms=9)
@@ -563,9 +567,12 @@ def plot_overview(path, results):
     rows = math.ceil(len(results) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.4 * rows), squeeze=False)
     for ax, (name, res) in zip(axes.flat, results.items()):
-        for label, color, run in [("baseline", "0.55", res["base"]), (name, "C3", res["run"])]:
+        other = ("same run, fixed", res["ref"]) if res.get("ref") else ("baseline", res["base"])
+        for label, color, run in [(*other[:1], "0.55", other[1]), (name, "C3", res["run"])]:
             ax.plot(*series(run["train"], "loss"), color=color, lw=0.6, label=label)
-        ax.set_title(f"{name} ({'reproduced' if res['reproduced'] else 'NOT reproduced'})", fontsize=8)
+        flagged = [e for e in res["run"]["event"] if e.get("loss") is not None]  # e.g. the rolled-back spike
+        ax.plot([e["step"] for e in flagged], [e["loss"] for e in flagged], "kx", ms=5)
+        ax.set_title(f"{name} vs {other[0]}" + ("" if res["reproduced"] else " (NOT reproduced)"), fontsize=8)
         ax.tick_params(labelsize=6)
     for ax in axes.flat[len(results):]:
         ax.axis("off")
@@ -615,7 +622,7 @@ def write_incident_report(report_dir, results, base, base_config):
                   f"Run ended '{res['run']['end'].get('status', 'killed')}' at step "
                   f"{res['run']['end'].get('step', '?')}.", "", f"Measured: {res['measured']}", ""]
         if res.get("ref"):
-            lines += [f"Reference run (the fix applied: `{res['ref_diff']}`): ended "
+            lines += [f"Reference run (the same run fixed: `{res['ref_diff']}`, the baseline's value): ended "
                       f"'{res['ref']['end'].get('status', 'killed')}', final val loss {final_val(res['ref']):.3f}.", ""]
         lines += ["What the stability monitor flagged:"] + event_lines(res["run"])
     lines += ["", "## Baseline", "", "```"] + [f"{k} = {v!r}" for k, v in base_config.items()] + ["```"]
@@ -667,7 +674,7 @@ def run_incidents(names, out_root="out/incidents", report_dir="report/incidents"
             run["probe"] = fp16_probe(out_root / name, report_only)
         res = analyse_incident(name, run, base, ref)
         res["diff"] = config_diff(config, base_config)
-        res["ref_diff"] = config_diff({**config, **fixed}, base_config)
+        res["ref_diff"] = ", ".join(f"{k}={v!r}" for k, v in fixed.items())
         plot_incident(report_dir / f"{name}.png", name, run, base, ref)
         results[name] = res
         print(f"  {name}: {'reproduced' if res['reproduced'] else 'NOT reproduced'}: {res['measured']}", flush=True)
@@ -751,25 +758,30 @@ def plot_sweep(path, runs, metric="val_bpb"):
     plt.close(fig)
 
 
-def analyse_schedule(runs):
-    """Does the late anneal explain 'the loss stopped falling'? Compare the val loss drop over the final
-    anneal with the drop over the same number of steps just before it."""
-    out = []
+def analyse_schedule(runs, frac=0.2):
+    """Does the late anneal explain 'the loss stopped falling'? Per schedule, the val loss drop over the
+    last `frac` of the run (WSD's anneal: train.py's decay_frac is 0.2) against the drop over the same
+    number of steps just before. A plateau that an anneal breaks was the learning rate, not convergence."""
+    out, final = [], {}
     for label, run in runs.items():
-        steps, lr = series(run["train"], "lr")
-        peak = int(np.nanargmax(lr))
-        falling = np.nonzero(lr[peak:] < 0.98 * lr[peak])[0]
-        if not len(falling):
-            out.append(f"- {label}: the LR never decays, so there is no anneal to measure.")
-            continue
-        start = steps[peak + falling[0]]
-        span = steps[-1] - start
         es, v = series(run["eval"], "val_loss")
-        at = lambda s: float(np.interp(s, es[np.isfinite(v)], v[np.isfinite(v)]))
-        anneal, before = at(start) - at(steps[-1]), at(start - span) - at(start)
-        out.append(f"- {label}: the LR decays from step {int(start)}; over those last {int(span)} steps val loss "
-                   f"fell {anneal:.3f}, against {before:.3f} over the {int(span)} steps before: "
-                   f"{'the anneal, not the data, bought most of the late gain' if anneal > 2 * before else 'the late gain is ordinary convergence'}.")
+        es, v = es[np.isfinite(v)], v[np.isfinite(v)]
+        if len(v) < 3:
+            continue
+        end = es[-1]
+        span = frac * end
+        at = lambda s: float(np.interp(s, es, v))
+        late, before = at(end - span) - at(end), at(end - 2 * span) - at(end - span)
+        steps, lr = series(run["train"], "lr")
+        lr_then = float(np.interp(end - span, steps, lr))
+        verdict = ("the decay bought most of it: the earlier flattening was the learning rate, not convergence"
+                   if late > 2 * max(before, 1e-9) else "no sharper late gain: ordinary convergence")
+        out.append(f"- {label}: over the last {span:.0f} steps (LR {lr_then:.2g} -> {lr[-1]:.2g}) val loss fell "
+                   f"{late:.3f}, against {before:.3f} over the {span:.0f} steps before: {verdict}.")
+        final[label] = v[-1]
+    if "wsd" in final and "constant" in final:
+        out.append(f"- WSD ended {final['constant'] - final['wsd']:+.3f} nats below the constant LR it "
+                   f"equals until its anneal: that difference is what decaying the LR is worth here.")
     return ["", "**Schedule: where the late gain comes from.**", *out]
 
 

@@ -85,7 +85,7 @@ def test_grad_explosion_needs_norms_far_above_the_reference(tmp_path, base):
     loss, gn = healthy()
     gn[120:125] = [50, 300, 900, 200, 60]
     ok, text = incidents.detect_grad_explosion(write_run(tmp_path / "nc", loss, gn), base)
-    assert ok and "peaked at 900 at step 122" in text and "5 steps above x10" in text
+    assert ok and "peaked at 900 at step 122" in text and "5 step(s) above x10" in text
     assert not incidents.detect_grad_explosion(write_run(tmp_path / "ok", *healthy(5)), base)[0]
 
 
