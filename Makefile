@@ -26,11 +26,11 @@ test: venv
 clean:
 	rm -rf out report
 
-# The incident lab (README: The incident lab): baseline + 8 broken runs -> report/incidents/report.md (~20 min)
+# The incident lab (README: The incident lab): baseline + 8 broken runs -> report/incidents/report.md (~8 min on 2 cores)
 incidents: venv
 	$(PY) incidents.py
 
 # Controlled experiments (README: Controlled experiments): a few minutes each -> report/sweeps/NAME/report.md
-.PHONY: sweep-mix sweep-lr sweep-batch sweep-warmup sweep-schedule sweep-ckpt
-sweep-mix sweep-lr sweep-batch sweep-warmup sweep-schedule sweep-ckpt: venv
+.PHONY: sweep-mix sweep-lr sweep-batch sweep-warmup sweep-schedule sweep-ckpt sweep-seed
+sweep-mix sweep-lr sweep-batch sweep-warmup sweep-schedule sweep-ckpt sweep-seed: venv
 	$(PY) incidents.py --sweep $(@:sweep-%=%)

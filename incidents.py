@@ -23,6 +23,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -709,6 +710,9 @@ def conclusion(rows, metric):
     if not ranked:
         return None, "no run produced a finite val metric: nothing won"
     (best, winner), others = ranked[0], ranked[1:]
+    if len(ranked) > 1 and ranked[-1][0] - best < 5e-4:  # equal to the 3 decimals the table shows
+        return None, (f"no winner: every configuration reached {metric.replace('_', ' ')} {best:.3f}; this setting "
+                      f"does not change what the model learns, only what it costs.")
     versus = "; ".join(f"{v:.3f} for {label} (+{v - best:.3f}, {100 * (v - best) / best:.1f}% worse)"
                        for v, label in others)
     lost = [label for label, r in rows.items() if not math.isfinite(r[metric])]
@@ -775,19 +779,23 @@ def analyse_schedule(runs, frac=0.2):
         steps, lr = series(run["train"], "lr")
         lr_then = float(np.interp(end - span, steps, lr))
         verdict = ("the decay bought most of it: the earlier flattening was the learning rate, not convergence"
-                   if late > 2 * max(before, 1e-9) else "no sharper late gain: ordinary convergence")
+                   if late > 2 * max(before, 1e-9) else
+                   "still falling at the pace before: neither converged nor stuck" if late >= 0.5 * before else
+                   "the gain is shrinking: converging at this learning rate")
         out.append(f"- {label}: over the last {span:.0f} steps (LR {lr_then:.2g} -> {lr[-1]:.2g}) val loss fell "
                    f"{late:.3f}, against {before:.3f} over the {span:.0f} steps before: {verdict}.")
         final[label] = v[-1]
     if "wsd" in final and "constant" in final:
-        out.append(f"- WSD ended {final['constant'] - final['wsd']:+.3f} nats below the constant LR it "
-                   f"equals until its anneal: that difference is what decaying the LR is worth here.")
+        gain = final["constant"] - final["wsd"]
+        out.append(f"- WSD ended {abs(gain):.3f} nats {'below' if gain >= 0 else 'above'} the constant LR it "
+                   f"equals until its anneal: that is what the final decay was worth here.")
     return ["", "**Schedule: where the late gain comes from.**", *out]
 
 
-def analyse_checkpoints(runs, mtbf_hours=24.0):
-    """Measure one checkpoint's save time (the same atomic write train.py does) and size, and set its cost
-    per interval against the expected work lost on a crash (half an interval, on average)."""
+def analyse_checkpoints(runs, mtbf_hours=24.0, plot_path=None):
+    """Measure one checkpoint's save time (torch.save + fsync, as train.py writes it) and size, and set its
+    cost per interval against the expected work lost on a crash (half an interval, on average). The runs'
+    own wall time per step is the end-to-end check: the every-step run pays one save per step more."""
     import torch
     rows, lines = [], ["", "**Checkpoint interval: the cost of saving against the cost of losing work.**", "",
                        "| interval (steps) | saves | save s (measured) | MB each | save share of step time | "
@@ -808,17 +816,57 @@ def analyse_checkpoints(runs, mtbf_hours=24.0):
         os.remove(ckpts[-1].with_suffix(".timing"))
         save_s, mb = float(np.median(times)), ckpts[-1].stat().st_size / 1e6
         wall = run["end"].get("time_s", float("nan")) / max(run["end"].get("step", 1), 1)
-        rows.append((interval, save_s, step_s))
+        rows.append((interval, save_s, step_s, wall))
         lines.append(f"| {interval} | {run['end'].get('step', 0) // interval} | {save_s:.3f} | {mb:.2f} | "
                      f"{100 * save_s / (interval * step_s):.1f}% | {interval * step_s / 2:.1f} | {wall:.3f} |")
-    if rows:
-        _, save_s, step_s = rows[0]
-        best = math.sqrt(2 * save_s * mtbf_hours * 3600) / step_s  # Young (1974): sqrt(2 * save * MTBF)
-        lines += ["", f"With a crash every {mtbf_hours:.0f} h on average, the total expected overhead "
-                  f"save_s/(k*step_s) + (k*step_s/2)/MTBF is smallest at k = sqrt(2*save_s*MTBF)/step_s = "
-                  f"**{best:.0f} steps** ({best * step_s / 60:.1f} min of training) for this model on this machine; "
-                  f"saving every step would cost {100 * save_s / step_s:.0f}% of the step time."]
+    if not rows:
+        return lines
+    rows.sort()
+    (k0, save_s, step_s, wall0), (k1, _, _, wall1) = rows[0], rows[-1]
+    mtbf = mtbf_hours * 3600
+    best = math.sqrt(2 * save_s * mtbf) / step_s  # Young (1974): the interval k that minimises the overhead
+    per_save = (wall0 - wall1) / (1 / k0 - 1 / k1)  # the wall-time difference, per save
+    lines += ["", f"In the runs themselves, saving every {k0} step(s) instead of every {k1} cost "
+              f"{per_save:.3f} s of wall time per save (the re-save above: {save_s:.3f} s). With a crash every "
+              f"{mtbf_hours:.0f} h on average, the expected overhead save_s/(k*step_s) + (k*step_s/2)/MTBF is "
+              f"smallest at k = sqrt(2*save_s*MTBF)/step_s = **{best:.0f} steps** ({best * step_s / 60:.1f} min of "
+              f"training) for this model on this machine; saving every step would cost "
+              f"{100 * save_s / step_s:.0f}% of the step time. The optimal time between saves, sqrt(2*save_s*MTBF), "
+              f"grows with the square root of the save time: a 1B model's checkpoint (weights + AdamW states, "
+              f"16 bytes per parameter = 16 GB) written at 1 GB/s takes 16 s, so every "
+              f"{math.sqrt(2 * 16 * mtbf) / 60:.0f} min of training by the same rule."]
+    if plot_path:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        k = np.logspace(0, math.log10(max(10 * best, 10 * k1)), 200)
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        ax.plot(k, 100 * save_s / (k * step_s), label="saving (measured save / step time)")
+        ax.plot(k, 100 * k * step_s / 2 / mtbf, label=f"work lost to crashes (MTBF {mtbf_hours:.0f} h)")
+        ax.plot(k, 100 * (save_s / (k * step_s) + k * step_s / 2 / mtbf), "k", label="total")
+        ax.axvline(best, color="0.5", ls=":")
+        ax.plot([r[0] for r in rows], [100 * (r[3] - wall1) / r[2] for r in rows], "o", label="measured extra wall time")
+        ax.set(xscale="log", yscale="log", xlabel="checkpoint every k steps", ylabel="% of training time")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(plot_path, dpi=80)
+        plt.close(fig)
     return lines
+
+
+def noise_note(rows, metric, seed_dir):
+    """Set the winner's margin against the seed sweep's spread (make sweep-seed), if it has been run:
+    a margin below what the seed alone moves is not a finding."""
+    runs = [read_metrics(d) for d in sorted(Path(seed_dir).glob("*")) if (d / "metrics.jsonl").is_file()]
+    finals = [summarize(r)[metric] for r in runs if r["end"].get("status") == "finished"]
+    ranked = sorted(r[metric] for r in rows.values() if math.isfinite(r[metric]))
+    if len(finals) < 2 or len(ranked) < 2:
+        return ["", "**Noise.** One seed per configuration; run `make sweep-seed` to measure the spread the "
+                "seed alone causes."]
+    spread, margin = max(finals) - min(finals), ranked[1] - ranked[0]
+    return ["", f"**Noise.** The baseline with {len(finals)} seeds spans {spread:.3f} in {metric.replace('_', ' ')} (make sweep-seed). "
+            f"The winner's margin over the runner-up, {margin:.3f}, is "
+            f"{'larger than that: a finding' if margin > spread else 'within it: not a finding with one seed each'}."]
 
 
 def prepare_datasets(datasets):
@@ -842,7 +890,7 @@ def run_sweep(name, out_root="out/sweeps", report_dir="report/sweeps", common=No
         prepare_datasets(spec.get("datasets"))
     runs = {}
     for label, overrides in spec["runs"].items():
-        run_dir = out_root / label.replace(" ", "_").replace("=", "")
+        run_dir = out_root / re.sub(r"[^A-Za-z0-9.-]+", "_", label.replace("=", ""))
         runs[label] = read_metrics(run_dir) if report_only else \
             train(run_dir, [ROOT / config_dir / "baseline.py"], {**(common or {}), **overrides}, in_process)
     try:
@@ -856,11 +904,17 @@ def run_sweep(name, out_root="out/sweeps", report_dir="report/sweeps", common=No
     fixed = ", ".join(f"{k}={v!r}" for k, v in base.items() if all(k not in o for o in spec["runs"].values())
                       and k not in ("out_dir",))
     rows = {label: summarize(run) for label, run in runs.items()}
-    extra = analyse_schedule(runs) if name == "schedule" else analyse_checkpoints(runs) if name == "ckpt" else []
+    extra = analyse_schedule(runs) if name == "schedule" else \
+        analyse_checkpoints(runs, plot_path=report_dir / "ckpt_cost.png") if name == "ckpt" else []
+    if name not in ("seed", "ckpt"):
+        extra += noise_note(rows, spec.get("metric", "val_bpb"), out_root.parent / "seed")
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     winner, record = experiment_record(spec["title"], spec["question"], f"{now}, {machine()}. Fixed: {fixed}.",
                                        rows, spec.get("metric", "val_bpb"), extra)
-    plot_sweep(report_dir / "headline.png", runs, spec.get("metric", "val_bpb"))
+    if name == "ckpt":  # identical learning curves: the cost plot is the headline
+        shutil.copy(report_dir / "ckpt_cost.png", report_dir / "headline.png")
+    else:
+        plot_sweep(report_dir / "headline.png", runs, spec.get("metric", "val_bpb"))
     write_atomic(report_dir / "report.md", (head.rstrip() + "\n\n" + "\n".join(record) + "\n").encode())
     print(f"  {name}: winner {winner}; report {report_dir / 'report.md'}", flush=True)
     return report_dir / "report.md", winner, rows

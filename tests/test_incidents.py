@@ -199,3 +199,8 @@ def test_steps_to_converge_is_first_eval_within_5_percent_of_best(tmp_path):
     loss, gn = healthy()
     run = write_run(tmp_path / "r", loss, gn, val={0: 8.0, 25: 4.0, 50: 3.1, 75: 3.0, 100: 3.05})
     assert incidents.steps_to_converge(run) == 50  # 3.1 <= 3.0 * 1.05 = 3.15; 4.0 is not
+
+
+def test_conclusion_names_no_winner_when_the_table_shows_a_tie():
+    winner, text = incidents.conclusion({"every 1": {"val_bpb": 2.9391}, "every 100": {"val_bpb": 2.9392}}, "val_bpb")
+    assert winner is None and "no winner" in text and "2.939" in text
