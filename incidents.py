@@ -724,17 +724,21 @@ def experiment_record(title, question, setup, rows, metric, extra=()):
     """LEARNER.md's template: name, setup, results table, conclusion (with numbers)."""
     winner, text = conclusion(rows, metric)
     sources = sorted({s for r in rows.values() for s in r["per_source"]})
+    seeds = max(len(r.get("per_seed", ())) for r in rows.values())
     head = ["configuration", "final val loss", "final val bpb"] + [f"val bpb {s}" for s in sources] + \
+           ([f"{metric.replace('_', ' ')} per seed"] if seeds > 1 else []) + \
            ["steps to converge*", "steps run", "tokens/s", "step ms", "wall s", "monitor events", "status"]
     lines = [f"## Experiment record: {title}", "", f"**Question.** {question}", "", f"**Setup.** {setup}", "",
              "**Results.**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, r in rows.items():
         cells = [label, f"{r['val_loss']:.3f}", f"{r['val_bpb']:.3f}"] + \
                 [f"{r['per_source'].get(s, float('nan')):.3f}" for s in sources] + \
+                ([", ".join(f"{v:.3f}" for v in r["per_seed"])] if seeds > 1 else []) + \
                 [str(r["converge"]), str(r["steps"]), f"{r['tokens_per_s']:.0f}", f"{r['step_ms']:.1f}",
                  f"{r['wall_s']:.0f}", str(r["events"]), r["status"]]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "*steps to converge: the first eval step whose val loss is within 5% of that run's best.", "",
+    lines += ["", "*steps to converge: the first eval step whose val loss is within 5% of that run's best." +
+              (f" With {seeds} seeds a row is the mean over them (steps to converge: the first seed's)." if seeds > 1 else ""), "",
               f"**Conclusion.** {text}", *extra]
     return winner, lines
 
@@ -748,14 +752,20 @@ def eval_series(run, metric):
             np.array([np.mean([d["bpb"] for d in r["per_source"].values()]) for r in recs], dtype=float))
 
 
-def plot_sweep(path, runs, metric="val_bpb"):
+def plot_sweep(path, all_runs, metric="val_bpb"):
+    """The metric over steps per configuration: the mean over its seeds, shaded between their min and max."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3.4))
-    for label, run in runs.items():
-        ax.plot(*eval_series(run, metric), "o-", ms=3, lw=1, label=label)
-    ax.set(xlabel="step", ylabel=metric.replace("_", " "))
+    for label, runs in all_runs.items():
+        curves = [eval_series(r, metric) for r in runs]
+        n = min(len(c[0]) for c in curves)
+        steps, values = curves[0][0][:n], np.array([c[1][:n] for c in curves])
+        line, = ax.plot(steps, values.mean(0), "o-", ms=3, lw=1, label=label)
+        if len(runs) > 1:
+            ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.15)
+    ax.set(xlabel="step", ylabel=metric.replace("_", " ") + (f" (mean of {len(runs)} seeds)" if len(runs) > 1 else ""))
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -854,6 +864,35 @@ def analyse_checkpoints(runs, mtbf_hours=24.0, plot_path=None):
     return lines
 
 
+def mean_summary(summaries, metric):
+    """One row from the same configuration's runs with several seeds: the mean of every number."""
+    mean = lambda key: float(np.mean([r[key] for r in summaries]))
+    row = {**summaries[0], **{k: mean(k) for k in ("val_loss", "val_bpb", "per_source_bpb", "tokens_per_s",
+                                                     "step_ms", "wall_s")}}
+    row["per_source"] = {s: float(np.mean([r["per_source"][s] for r in summaries])) for s in summaries[0]["per_source"]}
+    row["events"] = sum(r["events"] for r in summaries)
+    row["status"] = "/".join(sorted({r["status"] for r in summaries}))
+    row["per_seed"] = [r[metric] for r in summaries]
+    return row
+
+
+def paired_note(rows, metric, seeds):
+    """With the same seeds for every configuration, compare seed by seed (same init, same batches): the
+    paired differences are far less noisy than the spread between seeds."""
+    winner, _ = conclusion(rows, metric)
+    if winner is None:
+        return []
+    w = np.array(rows[winner]["per_seed"])
+    lines = ["", f"**Seed by seed** (seeds {', '.join(map(str, seeds))}; the same seed means the same init and "
+             f"batches, so each difference compares like with like):"]
+    for label, r in rows.items():
+        if label != winner:
+            d = np.array(r["per_seed"]) - w
+            lines.append(f"- {winner} beat {label} on {int(np.sum(d > 0))} of {len(d)} seeds; margins "
+                         f"{', '.join(f'{x:+.3f}' for x in d)} (mean {d.mean():+.3f}).")
+    return lines
+
+
 def noise_note(rows, metric, seed_dir):
     """Set the winner's margin against the seed sweep's spread (make sweep-seed), if it has been run:
     a margin below what the seed alone moves is not a finding."""
@@ -888,33 +927,40 @@ def run_sweep(name, out_root="out/sweeps", report_dir="report/sweeps", common=No
     report_dir.mkdir(parents=True, exist_ok=True)
     if not report_only:
         prepare_datasets(spec.get("datasets"))
-    runs = {}
+    seeds, metric = spec.get("seeds", (None,)), spec.get("metric", "val_bpb")
+    all_runs = {}  # label -> one run per seed
     for label, overrides in spec["runs"].items():
         run_dir = out_root / re.sub(r"[^A-Za-z0-9.-]+", "_", label.replace("=", ""))
-        runs[label] = read_metrics(run_dir) if report_only else \
-            train(run_dir, [ROOT / config_dir / "baseline.py"], {**(common or {}), **overrides}, in_process)
+        all_runs[label] = []
+        for seed in seeds:
+            d, over = (run_dir, overrides) if seed is None else (run_dir / f"seed{seed}", {**overrides, "seed": seed})
+            all_runs[label].append(read_metrics(d) if report_only else
+                                   train(d, [ROOT / config_dir / "baseline.py"], {**(common or {}), **over}, in_process))
+    runs = {label: rs[0] for label, rs in all_runs.items()}  # the first seed's: eval.py's report, the curves
     try:
         from eval import compare_runs
         summary = compare_runs([r["dir"] for r in runs.values()], str(report_dir), names=list(runs),
-                               title=spec["title"])
+                               title=spec["title"] + (f" (seed {seeds[0]})" if len(seeds) > 1 else ""))
         head = Path(summary["report"]).read_text()
     except (ImportError, AttributeError) as e:
         head = f"# {spec['title']}\n\n(eval.py's compare_runs is not available: {e})\n"
     base = {**load_config(ROOT / config_dir / "baseline.py"), **(common or {})}
     fixed = ", ".join(f"{k}={v!r}" for k, v in base.items() if all(k not in o for o in spec["runs"].values())
                       and k not in ("out_dir",))
-    rows = {label: summarize(run) for label, run in runs.items()}
+    rows = {label: mean_summary([summarize(r) for r in rs], metric) for label, rs in all_runs.items()}
     extra = analyse_schedule(runs) if name == "schedule" else \
         analyse_checkpoints(runs, plot_path=report_dir / "ckpt_cost.png") if name == "ckpt" else []
-    if name not in ("seed", "ckpt"):
-        extra += noise_note(rows, spec.get("metric", "val_bpb"), out_root.parent / "seed")
+    if len(seeds) > 1:
+        extra += paired_note(rows, metric, seeds)
+    elif name not in ("seed", "ckpt"):
+        extra += noise_note(rows, metric, out_root.parent / "seed")
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     winner, record = experiment_record(spec["title"], spec["question"], f"{now}, {machine()}. Fixed: {fixed}.",
-                                       rows, spec.get("metric", "val_bpb"), extra)
+                                       rows, metric, extra)
     if name == "ckpt":  # identical learning curves: the cost plot is the headline
         shutil.copy(report_dir / "ckpt_cost.png", report_dir / "headline.png")
     else:
-        plot_sweep(report_dir / "headline.png", runs, spec.get("metric", "val_bpb"))
+        plot_sweep(report_dir / "headline.png", all_runs, metric)
     write_atomic(report_dir / "report.md", (head.rstrip() + "\n\n" + "\n".join(record) + "\n").encode())
     print(f"  {name}: winner {winner}; report {report_dir / 'report.md'}", flush=True)
     return report_dir / "report.md", winner, rows

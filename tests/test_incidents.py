@@ -204,3 +204,20 @@ def test_steps_to_converge_is_first_eval_within_5_percent_of_best(tmp_path):
 def test_conclusion_names_no_winner_when_the_table_shows_a_tie():
     winner, text = incidents.conclusion({"every 1": {"val_bpb": 2.9391}, "every 100": {"val_bpb": 2.9392}}, "val_bpb")
     assert winner is None and "no winner" in text and "2.939" in text
+
+
+def test_sweep_over_seeds_averages_them_and_compares_seed_by_seed(tmp_path):
+    (tmp_path / "sw").mkdir()
+    (tmp_path / "sw" / "toy.py").write_text('title = "Toy"\nquestion = "Which?"\nseeds = (1, 2)\n'
+                                            'runs = {"a": {"learning_rate": 1.0}, "b": {"learning_rate": 2.0}}\n')
+    floors = {("a", 1): 3.0, ("a", 2): 3.4, ("b", 1): 3.1, ("b", 2): 3.2}  # a wins seed 1, b seed 2 and the mean
+    for (label, seed), floor in floors.items():
+        write_run(tmp_path / "out" / "toy" / label / f"seed{seed}", *healthy(seed=seed, floor=floor))
+    report, winner, rows = incidents.run_sweep("toy", out_root=tmp_path / "out", report_dir=tmp_path / "rep",
+                                               sweep_dir=tmp_path / "sw", report_only=True)
+    text = report.read_text()
+    assert winner == "b"
+    assert rows["b"]["val_bpb"] == pytest.approx(np.mean(rows["b"]["per_seed"]))
+    margins = np.array(rows["a"]["per_seed"]) - np.array(rows["b"]["per_seed"])
+    assert margins[0] < 0 < margins[1]  # the synthetic floors, through the whole pipeline
+    assert f"b beat a on 1 of 2 seeds; margins {margins[0]:+.3f}, {margins[1]:+.3f}" in text

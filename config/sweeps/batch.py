@@ -5,3 +5,4 @@ question = "At the same number of training tokens, which batch size gives the lo
 runs = {f"batch={b}": {"batch_size": b, "max_iters": 4800 // b, "lr_decay_iters": 4800 // b,
                        "warmup_iters": 480 // b, "eval_interval": 400 // b, "checkpoint_interval": 4800 // b}
         for b in (4, 16, 64)}
+seeds = (1337, 1, 2)            # each configuration with 3 seeds; compared seed by seed

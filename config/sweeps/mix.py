@@ -9,3 +9,4 @@ datasets = {"mix_sk90": ["--mix", "shakespeare=0.9,code=0.1"],
 runs = {"shakespeare 90%": {"dataset": "mix_sk90"}, "50/50": {"dataset": "mix_even"},
         "code 95%": {"dataset": "mix_code95"}}
 metric = "per_source_bpb"
+seeds = (1337, 1, 2)            # each configuration with 3 seeds; compared seed by seed
