@@ -30,7 +30,7 @@ clean:
 incidents: venv
 	$(PY) incidents.py
 
-# Controlled experiments (README: Controlled experiments): a few minutes each -> report/sweeps/NAME/report.md
+# Controlled experiments (README: Controlled experiments, sweeps.py): 1-5 min each -> report/sweeps/NAME/report.md
 .PHONY: sweep-mix sweep-lr sweep-batch sweep-warmup sweep-schedule sweep-ckpt sweep-seed
 sweep-mix sweep-lr sweep-batch sweep-warmup sweep-schedule sweep-ckpt sweep-seed: venv
-	$(PY) incidents.py --sweep $(@:sweep-%=%)
+	$(PY) sweeps.py $(@:sweep-%=%)

@@ -1,21 +1,21 @@
 """
 incidents.py: the incident lab. Break a tiny training run on purpose, one change at a time, and measure
-what happened; then run the controlled comparisons of week 2-4 and write each one up.
+what happened, the week-2 exercise of the plan.
 
     python incidents.py                      # baseline + every incident -> report/incidents/report.md
     python incidents.py --only lr_x10 sgd    # some incidents (the baseline always runs too)
     python incidents.py --report-only        # redo the report from the runs already in out/incidents/
-    python incidents.py --sweep lr           # config/sweeps/lr.py -> report/sweeps/lr/report.md
-                                             # (sweeps: mix lr batch warmup schedule ckpt)
 
 The lesson, top to bottom:
-  1. each incident is a config file in config/incidents/ that differs from baseline.py in one place
+  1. each incident is a config file in config/incidents/ that changes one thing in baseline.py (a few
+     also raise the LR to show at this size; they are compared with the same run, fixed)
   2. train.py runs it and writes out/incidents/NAME/metrics.jsonl (train, eval, event and end lines)
   3. a detector per phenomenon turns those lines into one measured sentence ("loss NaN at step 37");
      nothing in the "what happened" column is written in advance
-  4. a plot per incident draws its loss and gradient norm over the baseline's
+  4. a plot per incident draws its loss and gradient norm over the baseline's (and the fixed run's)
   5. report.md: operation | what happened | cause | fix, then the monitor's events per incident
-A sweep is the same machinery over a few configs, plus eval.py's compare_runs and an experiment record.
+The controlled comparisons (LR, batch, warmup, schedule, data mix, checkpoint interval) use the same
+runner: sweeps.py.
 """
 import argparse
 import datetime
@@ -23,7 +23,6 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -105,16 +104,6 @@ def steps_to_reach(run, level):
     steps, loss = series(run["train"], "loss")
     hit = np.nonzero(smooth(loss) <= level)[0]
     return int(steps[hit[0]]) if len(hit) else None
-
-
-def steps_to_converge(run, within=0.05):
-    """Our definition of 'converged': the first eval whose val loss is within 5% of the run's best."""
-    steps, v = series(run["eval"], "val_loss")
-    ok = np.isfinite(v)
-    if not ok.any():
-        return None
-    best = v[ok].min()
-    return int(steps[ok & (v <= best * (1 + within))][0])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -684,313 +673,31 @@ def run_incidents(names, out_root="out/incidents", report_dir="report/incidents"
 
 
 # ---------------------------------------------------------------------------------------------------------
-# 6. Controlled experiments. A sweep file (config/sweeps/NAME.py) holds `title`, `question`, `runs`
-#    ({label: overrides of the baseline}), optionally `datasets` ({name: prepare.py arguments}) and
-#    `metric` ("val_bpb", or "per_source_bpb" when the runs' own val sets differ, as in the mix sweep).
+# 6. Command line
 
 
-def summarize(run):
-    """One row of an experiment record, every number read from metrics.jsonl."""
-    last = next((e for e in reversed(run["eval"]) if e.get("val_loss") is not None), {})
-    per_source = {src: d.get("bpb") for src, d in (last.get("per_source") or {}).items()}
-    _, tps = series(run["train"], "tokens_per_s")
-    _, ms = series(run["train"], "step_ms")
-    return {"val_loss": final_val(run), "val_bpb": last.get("val_bpb", float("nan")),
-            "per_source_bpb": float(np.mean(list(per_source.values()))) if per_source else float("nan"),
-            "per_source": per_source, "converge": steps_to_converge(run), "steps": run["end"].get("step"),
-            "tokens_per_s": float(np.nanmedian(tps)) if len(tps) else float("nan"),
-            "step_ms": float(np.nanmedian(ms)) if len(ms) else float("nan"),
-            "wall_s": run["end"].get("time_s", float("nan")), "events": len(run["event"]),
-            "status": run["end"].get("status", "killed")}
-
-
-def conclusion(rows, metric):
-    """The winner by the lowest `metric`, and by how much it beat each other configuration."""
-    ranked = sorted((r[metric], label) for label, r in rows.items() if math.isfinite(r[metric]))
-    if not ranked:
-        return None, "no run produced a finite val metric: nothing won"
-    (best, winner), others = ranked[0], ranked[1:]
-    if len(ranked) > 1 and ranked[-1][0] - best < 5e-4:  # equal to the 3 decimals the table shows
-        return None, (f"no winner: every configuration reached {metric.replace('_', ' ')} {best:.3f}; this setting "
-                      f"does not change what the model learns, only what it costs.")
-    versus = "; ".join(f"{v:.3f} for {label} (+{v - best:.3f}, {100 * (v - best) / best:.1f}% worse)"
-                       for v, label in others)
-    lost = [label for label, r in rows.items() if not math.isfinite(r[metric])]
-    return winner, (f"**{winner}** won with {metric.replace('_', ' ')} {best:.3f}; {versus}" +
-                    (f"; no finite value for {', '.join(lost)}" if lost else "") + ".")
-
-
-def experiment_record(title, question, setup, rows, metric, extra=()):
-    """LEARNER.md's template: name, setup, results table, conclusion (with numbers)."""
-    winner, text = conclusion(rows, metric)
-    sources = sorted({s for r in rows.values() for s in r["per_source"]})
-    seeds = max(len(r.get("per_seed", ())) for r in rows.values())
-    head = ["configuration", "final val loss", "final val bpb"] + [f"val bpb {s}" for s in sources] + \
-           ([f"{metric.replace('_', ' ')} per seed"] if seeds > 1 else []) + \
-           ["steps to converge*", "steps run", "tokens/s", "step ms", "wall s", "monitor events", "status"]
-    lines = [f"## Experiment record: {title}", "", f"**Question.** {question}", "", f"**Setup.** {setup}", "",
-             "**Results.**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for label, r in rows.items():
-        cells = [label, f"{r['val_loss']:.3f}", f"{r['val_bpb']:.3f}"] + \
-                [f"{r['per_source'].get(s, float('nan')):.3f}" for s in sources] + \
-                ([", ".join(f"{v:.3f}" for v in r["per_seed"])] if seeds > 1 else []) + \
-                [str(r["converge"]), str(r["steps"]), f"{r['tokens_per_s']:.0f}", f"{r['step_ms']:.1f}",
-                 f"{r['wall_s']:.0f}", str(r["events"]), r["status"]]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "*steps to converge: the first eval step whose val loss is within 5% of that run's best." +
-              (f" With {seeds} seeds a row is the mean over them (steps to converge: the first seed's)." if seeds > 1 else ""), "",
-              f"**Conclusion.** {text}", *extra]
-    return winner, lines
-
-
-def eval_series(run, metric):
-    """(steps, values) of an eval metric; per_source_bpb is the mean of the per-source bits per byte."""
-    if metric != "per_source_bpb":
-        return series(run["eval"], metric)
-    recs = [r for r in run["eval"] if r.get("per_source")]
-    return (np.array([r["step"] for r in recs], dtype=float),
-            np.array([np.mean([d["bpb"] for d in r["per_source"].values()]) for r in recs], dtype=float))
-
-
-def plot_sweep(path, all_runs, metric="val_bpb"):
-    """The metric over steps per configuration: the mean over its seeds, shaded between their min and max."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    for label, runs in all_runs.items():
-        curves = [eval_series(r, metric) for r in runs]
-        n = min(len(c[0]) for c in curves)
-        steps, values = curves[0][0][:n], np.array([c[1][:n] for c in curves])
-        line, = ax.plot(steps, values.mean(0), "o-", ms=3, lw=1, label=label)
-        if len(runs) > 1:
-            ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.15)
-    ax.set(xlabel="step", ylabel=metric.replace("_", " ") + (f" (mean of {len(runs)} seeds)" if len(runs) > 1 else ""))
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
-def analyse_schedule(runs, frac=0.2):
-    """Does the late anneal explain 'the loss stopped falling'? Per schedule, the val loss drop over the
-    last `frac` of the run (WSD's anneal: train.py's decay_frac is 0.2) against the drop over the same
-    number of steps just before. A plateau that an anneal breaks was the learning rate, not convergence."""
-    out, final = [], {}
-    for label, run in runs.items():
-        es, v = series(run["eval"], "val_loss")
-        es, v = es[np.isfinite(v)], v[np.isfinite(v)]
-        if len(v) < 3:
-            continue
-        end = es[-1]
-        span = frac * end
-        at = lambda s: float(np.interp(s, es, v))
-        late, before = at(end - span) - at(end), at(end - 2 * span) - at(end - span)
-        steps, lr = series(run["train"], "lr")
-        lr_then = float(np.interp(end - span, steps, lr))
-        verdict = ("the decay bought most of it: the earlier flattening was the learning rate, not convergence"
-                   if late > 2 * max(before, 1e-9) else
-                   "still falling at the pace before: neither converged nor stuck" if late >= 0.5 * before else
-                   "the gain is shrinking: converging at this learning rate")
-        out.append(f"- {label}: over the last {span:.0f} steps (LR {lr_then:.2g} -> {lr[-1]:.2g}) val loss fell "
-                   f"{late:.3f}, against {before:.3f} over the {span:.0f} steps before: {verdict}.")
-        final[label] = v[-1]
-    if "wsd" in final and "constant" in final:
-        gain = final["constant"] - final["wsd"]
-        out.append(f"- WSD ended {abs(gain):.3f} nats {'below' if gain >= 0 else 'above'} the constant LR it "
-                   f"equals until its anneal: that is what the final decay was worth here.")
-    return ["", "**Schedule: where the late gain comes from.**", *out]
-
-
-def analyse_checkpoints(runs, mtbf_hours=24.0, plot_path=None):
-    """Measure one checkpoint's save time (torch.save + fsync, as train.py writes it) and size, and set its
-    cost per interval against the expected work lost on a crash (half an interval, on average). The runs'
-    own wall time per step is the end-to-end check: the every-step run pays one save per step more."""
-    import torch
-    rows, lines = [], ["", "**Checkpoint interval: the cost of saving against the cost of losing work.**", "",
-                       "| interval (steps) | saves | save s (measured) | MB each | save share of step time | "
-                       "expected work lost per crash (s) | wall s per step (measured run) |", "|---|---|---|---|---|---|---|"]
-    for label, run in runs.items():
-        ckpts = sorted(Path(run["dir"]).glob("ckpt_*.pt"))
-        cfg = json.loads((Path(run["dir"]) / "config.json").read_text())
-        interval, step_s = cfg["checkpoint_interval"], summarize(run)["step_ms"] / 1000
-        if not ckpts:
-            continue
-        state, times = torch.load(ckpts[-1], weights_only=False), []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            torch.save(state, ckpts[-1].with_suffix(".timing"))
-            with open(ckpts[-1].with_suffix(".timing"), "rb+") as f:
-                os.fsync(f.fileno())
-            times.append(time.perf_counter() - t0)
-        os.remove(ckpts[-1].with_suffix(".timing"))
-        save_s, mb = float(np.median(times)), ckpts[-1].stat().st_size / 1e6
-        wall = run["end"].get("time_s", float("nan")) / max(run["end"].get("step", 1), 1)
-        rows.append((interval, save_s, step_s, wall))
-        lines.append(f"| {interval} | {run['end'].get('step', 0) // interval} | {save_s:.3f} | {mb:.2f} | "
-                     f"{100 * save_s / (interval * step_s):.1f}% | {interval * step_s / 2:.1f} | {wall:.3f} |")
-    if not rows:
-        return lines
-    rows.sort()
-    (k0, save_s, step_s, wall0), (k1, _, _, wall1) = rows[0], rows[-1]
-    mtbf = mtbf_hours * 3600
-    best = math.sqrt(2 * save_s * mtbf) / step_s  # Young (1974): the interval k that minimises the overhead
-    per_save = (wall0 - wall1) / (1 / k0 - 1 / k1)  # the wall-time difference, per save
-    lines += ["", f"In the runs themselves, saving every {k0} step(s) instead of every {k1} cost "
-              f"{per_save:.3f} s of wall time per save (the re-save above: {save_s:.3f} s). With a crash every "
-              f"{mtbf_hours:.0f} h on average, the expected overhead save_s/(k*step_s) + (k*step_s/2)/MTBF is "
-              f"smallest at k = sqrt(2*save_s*MTBF)/step_s = **{best:.0f} steps** ({best * step_s / 60:.1f} min of "
-              f"training) for this model on this machine; saving every step would cost "
-              f"{100 * save_s / step_s:.0f}% of the step time. The optimal time between saves, sqrt(2*save_s*MTBF), "
-              f"grows with the square root of the save time: a 1B model's checkpoint (weights + AdamW states, "
-              f"16 bytes per parameter = 16 GB) written at 1 GB/s takes 16 s, so every "
-              f"{math.sqrt(2 * 16 * mtbf) / 60:.0f} min of training by the same rule."]
-    if plot_path:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        k = np.logspace(0, math.log10(max(10 * best, 10 * k1)), 200)
-        fig, ax = plt.subplots(figsize=(6, 3.4))
-        ax.plot(k, 100 * save_s / (k * step_s), label="saving (measured save / step time)")
-        ax.plot(k, 100 * k * step_s / 2 / mtbf, label=f"work lost to crashes (MTBF {mtbf_hours:.0f} h)")
-        ax.plot(k, 100 * (save_s / (k * step_s) + k * step_s / 2 / mtbf), "k", label="total")
-        ax.axvline(best, color="0.5", ls=":")
-        ax.plot([r[0] for r in rows], [100 * (r[3] - wall1) / r[2] for r in rows], "o", label="measured extra wall time")
-        ax.set(xscale="log", yscale="log", xlabel="checkpoint every k steps", ylabel="% of training time")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(plot_path, dpi=80)
-        plt.close(fig)
-    return lines
-
-
-def mean_summary(summaries, metric):
-    """One row from the same configuration's runs with several seeds: the mean of every number."""
-    mean = lambda key: float(np.mean([r[key] for r in summaries]))
-    row = {**summaries[0], **{k: mean(k) for k in ("val_loss", "val_bpb", "per_source_bpb", "tokens_per_s",
-                                                     "step_ms", "wall_s")}}
-    row["per_source"] = {s: float(np.mean([r["per_source"][s] for r in summaries])) for s in summaries[0]["per_source"]}
-    row["events"] = sum(r["events"] for r in summaries)
-    row["status"] = "/".join(sorted({r["status"] for r in summaries}))
-    row["per_seed"] = [r[metric] for r in summaries]
-    return row
-
-
-def paired_note(rows, metric, seeds):
-    """With the same seeds for every configuration, compare seed by seed (same init, same batches): the
-    paired differences are far less noisy than the spread between seeds."""
-    winner, _ = conclusion(rows, metric)
-    if winner is None:
-        return []
-    w = np.array(rows[winner]["per_seed"])
-    lines = ["", f"**Seed by seed** (seeds {', '.join(map(str, seeds))}; the same seed means the same init and "
-             f"batches, so each difference compares like with like):"]
-    for label, r in rows.items():
-        if label != winner:
-            d = np.array(r["per_seed"]) - w
-            lines.append(f"- {winner} beat {label} on {int(np.sum(d > 0))} of {len(d)} seeds; margins "
-                         f"{', '.join(f'{x:+.3f}' for x in d)} (mean {d.mean():+.3f}).")
-    return lines
-
-
-def noise_note(rows, metric, seed_dir):
-    """Set the winner's margin against the seed sweep's spread (make sweep-seed), if it has been run:
-    a margin below what the seed alone moves is not a finding."""
-    runs = [read_metrics(d) for d in sorted(Path(seed_dir).glob("*")) if (d / "metrics.jsonl").is_file()]
-    finals = [summarize(r)[metric] for r in runs if r["end"].get("status") == "finished"]
-    ranked = sorted(r[metric] for r in rows.values() if math.isfinite(r[metric]))
-    if len(finals) < 2 or len(ranked) < 2:
-        return ["", "**Noise.** One seed per configuration; run `make sweep-seed` to measure the spread the "
-                "seed alone causes."]
-    spread, margin = max(finals) - min(finals), ranked[1] - ranked[0]
-    return ["", f"**Noise.** The baseline with {len(finals)} seeds spans {spread:.3f} in {metric.replace('_', ' ')} (make sweep-seed). "
-            f"The winner's margin over the runner-up, {margin:.3f}, is "
-            f"{'larger than that: a finding' if margin > spread else 'within it: not a finding with one seed each'}."]
-
-
-def prepare_datasets(datasets):
-    for name, args in (datasets or {}).items():
-        if not (data_dir(name) / "meta.json").is_file():
-            print(f"  preparing data/{name}: prepare.py {' '.join(args)}", flush=True)
-            subprocess.run([PY, str(ROOT / "prepare.py"), "--out", str(data_dir(name)), *args], cwd=ROOT, check=True)
-
-
-def run_sweep(name, out_root="out/sweeps", report_dir="report/sweeps", common=None,
-              config_dir="config/incidents", sweep_dir="config/sweeps", report_only=False, in_process=False):
-    """Every run of config/sweeps/NAME.py -> eval.py's comparison report + our experiment record."""
-    spec = {}
-    path = ROOT / sweep_dir / f"{name}.py"
-    if not path.is_file():
-        raise SystemExit(f"{path}: no such sweep (have: {', '.join(p.stem for p in (ROOT / sweep_dir).glob('*.py'))})")
-    exec(compile(path.read_text(), str(path), "exec"), spec)
-    out_root, report_dir = ROOT / out_root / name, ROOT / report_dir / name
-    report_dir.mkdir(parents=True, exist_ok=True)
-    if not report_only:
-        prepare_datasets(spec.get("datasets"))
-    seeds, metric = spec.get("seeds", (None,)), spec.get("metric", "val_bpb")
-    all_runs = {}  # label -> one run per seed
-    for label, overrides in spec["runs"].items():
-        run_dir = out_root / re.sub(r"[^A-Za-z0-9.-]+", "_", label.replace("=", ""))
-        all_runs[label] = []
-        for seed in seeds:
-            d, over = (run_dir, overrides) if seed is None else (run_dir / f"seed{seed}", {**overrides, "seed": seed})
-            all_runs[label].append(read_metrics(d) if report_only else
-                                   train(d, [ROOT / config_dir / "baseline.py"], {**(common or {}), **over}, in_process))
-    runs = {label: rs[0] for label, rs in all_runs.items()}  # the first seed's: eval.py's report, the curves
-    try:
-        from eval import compare_runs
-        summary = compare_runs([r["dir"] for r in runs.values()], str(report_dir), names=list(runs),
-                               title=spec["title"] + (f" (seed {seeds[0]})" if len(seeds) > 1 else ""))
-        head = Path(summary["report"]).read_text()
-    except (ImportError, AttributeError) as e:
-        head = f"# {spec['title']}\n\n(eval.py's compare_runs is not available: {e})\n"
-    base = {**load_config(ROOT / config_dir / "baseline.py"), **(common or {})}
-    fixed = ", ".join(f"{k}={v!r}" for k, v in base.items() if all(k not in o for o in spec["runs"].values())
-                      and k not in ("out_dir",))
-    rows = {label: mean_summary([summarize(r) for r in rs], metric) for label, rs in all_runs.items()}
-    extra = analyse_schedule(runs) if name == "schedule" else \
-        analyse_checkpoints(runs, plot_path=report_dir / "ckpt_cost.png") if name == "ckpt" else []
-    if len(seeds) > 1:
-        extra += paired_note(rows, metric, seeds)
-    elif name not in ("seed", "ckpt"):
-        extra += noise_note(rows, metric, out_root.parent / "seed")
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    winner, record = experiment_record(spec["title"], spec["question"], f"{now}, {machine()}. Fixed: {fixed}.",
-                                       rows, metric, extra)
-    if name == "ckpt":  # identical learning curves: the cost plot is the headline
-        shutil.copy(report_dir / "ckpt_cost.png", report_dir / "headline.png")
-    else:
-        plot_sweep(report_dir / "headline.png", all_runs, metric)
-    write_atomic(report_dir / "report.md", (head.rstrip() + "\n\n" + "\n".join(record) + "\n").encode())
-    print(f"  {name}: winner {winner}; report {report_dir / 'report.md'}", flush=True)
-    return report_dir / "report.md", winner, rows
-
-
-# ---------------------------------------------------------------------------------------------------------
-# 7. Command line
+def run_command(args, work, figure, copy_as):
+    """What both command lines (this one and sweeps.py's) do around their work: build data/default if it
+    is missing, then work() -> the report's path, then copy its headline figure to --figures."""
+    if not (ROOT / "data/default/meta.json").is_file() and not args.report_only:
+        print("data/default is missing: running prepare.py first", flush=True)
+        subprocess.run([PY, str(ROOT / "prepare.py")], cwd=ROOT, check=True)
+    t0 = time.time()
+    report = work()
+    if args.figures:
+        Path(args.figures).mkdir(parents=True, exist_ok=True)
+        shutil.copy(report.parent / figure, Path(args.figures) / copy_as)
+    print(f"done in {time.time() - t0:.0f} s: {report}")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", nargs="+", choices=list(INCIDENTS), help="incidents to run (default: all)")
-    p.add_argument("--sweep", help="run config/sweeps/NAME.py instead of the incidents")
     p.add_argument("--report-only", action="store_true", help="rebuild the report from existing runs")
-    p.add_argument("--figures", help="also copy the headline figure(s) to this folder (docs/figures)")
+    p.add_argument("--figures", help="also copy the overview figure to this folder as incidents.png")
     args = p.parse_args(argv)
-    if not (ROOT / "data/default/meta.json").is_file() and not args.report_only:
-        print("data/default is missing: running prepare.py first", flush=True)
-        subprocess.run([PY, str(ROOT / "prepare.py")], cwd=ROOT, check=True)
-    t0 = time.time()
-    if args.sweep:
-        report, _, _ = run_sweep(args.sweep, report_only=args.report_only)
-        figure, copy_as = report.parent / "headline.png", f"sweep_{args.sweep}.png"
-    else:
-        report, _ = run_incidents(args.only or list(INCIDENTS), report_only=args.report_only)
-        figure, copy_as = report.parent / "overview.png", "incidents.png"
-    if args.figures:
-        Path(args.figures).mkdir(parents=True, exist_ok=True)
-        shutil.copy(figure, Path(args.figures) / copy_as)
-    print(f"done in {time.time() - t0:.0f} s: {report}")
+    run_command(args, lambda: run_incidents(args.only or list(INCIDENTS), report_only=args.report_only)[0],
+                "overview.png", "incidents.png")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import incidents
+import sweeps
 
 STEPS = 200
 
@@ -178,7 +179,7 @@ def test_sweep_report_names_the_winner_of_its_own_table(tmp_path):
     floors = {"a": 3.4, "b": 3.0, "c": 3.2}
     for label, floor in floors.items():
         write_run(tmp_path / "out" / "toy" / label, *healthy(floor=floor))
-    report, winner, rows = incidents.run_sweep("toy", out_root=tmp_path / "out", report_dir=tmp_path / "rep",
+    report, winner, rows = sweeps.run_sweep("toy", out_root=tmp_path / "out", report_dir=tmp_path / "rep",
                                                sweep_dir=tmp_path / "sw", report_only=True)
     text = report.read_text()
     table = [l for l in text.splitlines() if l[:4] in ("| a ", "| b ", "| c ")]
@@ -191,18 +192,18 @@ def test_sweep_report_names_the_winner_of_its_own_table(tmp_path):
 
 def test_conclusion_ignores_runs_without_a_finite_metric():
     rows = {"x": {"val_bpb": float("nan")}, "y": {"val_bpb": 2.0}, "z": {"val_bpb": 2.5}}
-    winner, text = incidents.conclusion(rows, "val_bpb")
+    winner, text = sweeps.conclusion(rows, "val_bpb")
     assert winner == "y" and "no finite value for x" in text and "(+0.500, 25.0% worse)" in text
 
 
 def test_steps_to_converge_is_first_eval_within_5_percent_of_best(tmp_path):
     loss, gn = healthy()
     run = write_run(tmp_path / "r", loss, gn, val={0: 8.0, 25: 4.0, 50: 3.1, 75: 3.0, 100: 3.05})
-    assert incidents.steps_to_converge(run) == 50  # 3.1 <= 3.0 * 1.05 = 3.15; 4.0 is not
+    assert sweeps.steps_to_converge(run) == 50  # 3.1 <= 3.0 * 1.05 = 3.15; 4.0 is not
 
 
 def test_conclusion_names_no_winner_when_the_table_shows_a_tie():
-    winner, text = incidents.conclusion({"every 1": {"val_bpb": 2.9391}, "every 100": {"val_bpb": 2.9392}}, "val_bpb")
+    winner, text = sweeps.conclusion({"every 1": {"val_bpb": 2.9391}, "every 100": {"val_bpb": 2.9392}}, "val_bpb")
     assert winner is None and "no winner" in text and "2.939" in text
 
 
@@ -213,7 +214,7 @@ def test_sweep_over_seeds_averages_them_and_compares_seed_by_seed(tmp_path):
     floors = {("a", 1): 3.0, ("a", 2): 3.4, ("b", 1): 3.1, ("b", 2): 3.2}  # a wins seed 1, b seed 2 and the mean
     for (label, seed), floor in floors.items():
         write_run(tmp_path / "out" / "toy" / label / f"seed{seed}", *healthy(seed=seed, floor=floor))
-    report, winner, rows = incidents.run_sweep("toy", out_root=tmp_path / "out", report_dir=tmp_path / "rep",
+    report, winner, rows = sweeps.run_sweep("toy", out_root=tmp_path / "out", report_dir=tmp_path / "rep",
                                                sweep_dir=tmp_path / "sw", report_only=True)
     text = report.read_text()
     assert winner == "b"

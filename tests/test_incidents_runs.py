@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import incidents
+import sweeps
 from tokenizer import train_tokenizer
 
 SMALL = dict(vocab_size=4096, n_embd=64, n_layer=2, n_head=4, n_kv_head=4, block_size=32, batch_size=8,
@@ -155,7 +156,7 @@ def test_lr_sweep_names_the_winner_of_its_own_table(dataset, tmp_path):
         'runs = {"lr=1e-4": {"learning_rate": 1e-4, "min_lr": 1e-5}, "lr=1e-2": {"learning_rate": 1e-2, "min_lr": 1e-3}}\n')
     common = {**SMALL, "dataset": str(dataset), "max_iters": 40, "lr_decay_iters": 40, "warmup_iters": 4,
               "eval_interval": 20, "checkpoint_interval": 40}
-    report, winner, rows = incidents.run_sweep("lr", out_root=tmp_path / "out", report_dir=tmp_path / "rep",
+    report, winner, rows = sweeps.run_sweep("lr", out_root=tmp_path / "out", report_dir=tmp_path / "rep",
                                                common=common, sweep_dir=tmp_path / "sw", in_process=True)
     text = report.read_text()
     assert winner == min(rows, key=lambda label: rows[label]["val_bpb"]) == "lr=1e-2"  # 1e-4 barely moves
