@@ -33,7 +33,7 @@ from incidents import (PY, ROOT, data_dir, final_val, load_config, machine, read
                        train, write_atomic)
 
 # ---------------------------------------------------------------------------------------------------------
-# 1. One row per configuration, the winner, and the record
+# 1. One row per configuration (several seeds: their mean), the winner, and the record
 
 
 def steps_to_converge(run, within=0.05):
@@ -61,6 +61,18 @@ def summarize(run):
             "status": run["end"].get("status", "killed")}
 
 
+def mean_summary(summaries, metric):
+    """One row from the same configuration's runs with several seeds: the mean of every number."""
+    mean = lambda key: float(np.mean([r[key] for r in summaries]))
+    row = {**summaries[0], **{k: mean(k) for k in ("val_loss", "val_bpb", "per_source_bpb", "tokens_per_s",
+                                                     "step_ms", "wall_s")}}
+    row["per_source"] = {s: float(np.mean([r["per_source"][s] for r in summaries])) for s in summaries[0]["per_source"]}
+    row["events"] = sum(r["events"] for r in summaries)
+    row["status"] = "/".join(sorted({r["status"] for r in summaries}))
+    row["per_seed"] = [r[metric] for r in summaries]
+    return row
+
+
 def conclusion(rows, metric):
     """The winner by the lowest `metric`, and by how much it beat each other configuration."""
     ranked = sorted((r[metric], label) for label, r in rows.items() if math.isfinite(r[metric]))
@@ -85,6 +97,38 @@ def spread(rows, metric):
                   f"to {hi:.3f} for {b}): a single-seed margin smaller than that is noise.")
 
 
+def paired_note(rows, metric, seeds):
+    """With the same seeds for every configuration, compare seed by seed (same init, same batches): the
+    paired differences are far less noisy than the spread between seeds."""
+    winner, _ = conclusion(rows, metric)
+    if winner is None:
+        return []
+    w = np.array(rows[winner]["per_seed"])
+    lines = ["", f"**Seed by seed** (seeds {', '.join(map(str, seeds))}; the same seed means the same init and "
+             f"batches, so each difference compares like with like):"]
+    for label, r in rows.items():
+        if label != winner:
+            d = np.array(r["per_seed"]) - w
+            lines.append(f"- {winner} beat {label} on {int(np.sum(d > 0))} of {len(d)} seeds; margins "
+                         f"{', '.join(f'{x:+.3f}' for x in d)} (mean {d.mean():+.3f}).")
+    return lines
+
+
+def noise_note(rows, metric, seed_dir):
+    """Set the winner's margin against the seed sweep's spread (make sweep-seed), if it has been run:
+    a margin below what the seed alone moves is not a finding."""
+    runs = [read_metrics(d) for d in sorted(Path(seed_dir).glob("*")) if (d / "metrics.jsonl").is_file()]
+    finals = [summarize(r)[metric] for r in runs if r["end"].get("status") == "finished"]
+    ranked = sorted(r[metric] for r in rows.values() if math.isfinite(r[metric]))
+    if len(finals) < 2 or len(ranked) < 2:
+        return ["", "**Noise.** One seed per configuration; run `make sweep-seed` to measure the spread the "
+                "seed alone causes."]
+    spread, margin = max(finals) - min(finals), ranked[1] - ranked[0]
+    return ["", f"**Noise.** The baseline with {len(finals)} seeds spans {spread:.3f} in {metric.replace('_', ' ')} (make sweep-seed). "
+            f"The winner's margin over the runner-up, {margin:.3f}, is "
+            f"{'larger than that: a finding' if margin > spread else 'within it: not a finding with one seed each'}."]
+
+
 def experiment_record(title, question, setup, rows, metric, extra=(), judge=conclusion):
     """LEARNER.md's template: name, setup, results table, conclusion (with numbers)."""
     winner, text = judge(rows, metric)
@@ -106,6 +150,10 @@ def experiment_record(title, question, setup, rows, metric, extra=(), judge=conc
               (f" With {seeds} seeds a row is the mean over them (steps to converge: the first seed's)." if seeds > 1 else ""), "",
               f"**Conclusion.** {text}", *extra]
     return winner, lines
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 2. The headline plot, and the two sweeps that need their own analysis
 
 
 def eval_series(run, metric):
@@ -229,48 +277,8 @@ def analyse_checkpoints(runs, mtbf_hours=24.0, plot_path=None):
     return lines
 
 
-def mean_summary(summaries, metric):
-    """One row from the same configuration's runs with several seeds: the mean of every number."""
-    mean = lambda key: float(np.mean([r[key] for r in summaries]))
-    row = {**summaries[0], **{k: mean(k) for k in ("val_loss", "val_bpb", "per_source_bpb", "tokens_per_s",
-                                                     "step_ms", "wall_s")}}
-    row["per_source"] = {s: float(np.mean([r["per_source"][s] for r in summaries])) for s in summaries[0]["per_source"]}
-    row["events"] = sum(r["events"] for r in summaries)
-    row["status"] = "/".join(sorted({r["status"] for r in summaries}))
-    row["per_seed"] = [r[metric] for r in summaries]
-    return row
-
-
-def paired_note(rows, metric, seeds):
-    """With the same seeds for every configuration, compare seed by seed (same init, same batches): the
-    paired differences are far less noisy than the spread between seeds."""
-    winner, _ = conclusion(rows, metric)
-    if winner is None:
-        return []
-    w = np.array(rows[winner]["per_seed"])
-    lines = ["", f"**Seed by seed** (seeds {', '.join(map(str, seeds))}; the same seed means the same init and "
-             f"batches, so each difference compares like with like):"]
-    for label, r in rows.items():
-        if label != winner:
-            d = np.array(r["per_seed"]) - w
-            lines.append(f"- {winner} beat {label} on {int(np.sum(d > 0))} of {len(d)} seeds; margins "
-                         f"{', '.join(f'{x:+.3f}' for x in d)} (mean {d.mean():+.3f}).")
-    return lines
-
-
-def noise_note(rows, metric, seed_dir):
-    """Set the winner's margin against the seed sweep's spread (make sweep-seed), if it has been run:
-    a margin below what the seed alone moves is not a finding."""
-    runs = [read_metrics(d) for d in sorted(Path(seed_dir).glob("*")) if (d / "metrics.jsonl").is_file()]
-    finals = [summarize(r)[metric] for r in runs if r["end"].get("status") == "finished"]
-    ranked = sorted(r[metric] for r in rows.values() if math.isfinite(r[metric]))
-    if len(finals) < 2 or len(ranked) < 2:
-        return ["", "**Noise.** One seed per configuration; run `make sweep-seed` to measure the spread the "
-                "seed alone causes."]
-    spread, margin = max(finals) - min(finals), ranked[1] - ranked[0]
-    return ["", f"**Noise.** The baseline with {len(finals)} seeds spans {spread:.3f} in {metric.replace('_', ' ')} (make sweep-seed). "
-            f"The winner's margin over the runner-up, {margin:.3f}, is "
-            f"{'larger than that: a finding' if margin > spread else 'within it: not a finding with one seed each'}."]
+# ---------------------------------------------------------------------------------------------------------
+# 3. Running a sweep
 
 
 def prepare_datasets(datasets):
@@ -310,8 +318,9 @@ def run_sweep(name, out_root="out/sweeps", report_dir="report/sweeps", common=No
     except (ImportError, AttributeError) as e:
         head = f"# {spec['title']}\n\n(eval.py's compare_runs is not available: {e})\n"
     base = {**load_config(ROOT / config_dir / "baseline.py"), **(common or {})}
-    fixed = ", ".join(f"{k}={v!r}" for k, v in base.items() if all(k not in o for o in spec["runs"].values())
-                      and k not in ("out_dir",))
+    varied = {k for o in spec["runs"].values() for k in o} | ({"seed"} if len(seeds) > 1 else set()) | {"out_dir"}
+    fixed = ", ".join(f"{k}={v!r}" for k, v in base.items() if k not in varied)
+    fixed += f"; seeds {', '.join(map(str, seeds))} for every configuration" if len(seeds) > 1 else ""
     rows = {label: mean_summary([summarize(r) for r in rs], metric) for label, rs in all_runs.items()}
     extra = analyse_schedule(runs) if name == "schedule" else \
         analyse_checkpoints(runs, plot_path=report_dir / "ckpt_cost.png") if name == "ckpt" else []
@@ -332,7 +341,7 @@ def run_sweep(name, out_root="out/sweeps", report_dir="report/sweeps", common=No
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Command line
+# 4. Command line
 
 
 def main(argv=None):
@@ -344,6 +353,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     run_command(args, lambda: run_sweep(args.name, report_only=args.report_only)[0], "headline.png",
                 f"sweep_{args.name}.png")
+
+if __name__ == "__main__":
+    main()
+
 
 if __name__ == "__main__":
     main()
