@@ -18,6 +18,7 @@ The controlled comparisons (LR, batch, warmup, schedule, data mix, checkpoint in
 runner: sweeps.py.
 """
 import argparse
+import contextlib
 import datetime
 import json
 import math
@@ -362,7 +363,6 @@ def train(out_dir, configs, overrides=None, in_process=False):
     t0 = time.time()
     with open(out_dir / "train.log", "w") as log:
         if in_process:
-            import contextlib
             import train as trainer
             with contextlib.redirect_stdout(log):
                 trainer.main(args)
