@@ -589,16 +589,18 @@ def evaluate(ctx):
         path = ctx.data_dir / name
         n = len(np.memmap(path, dtype=np.uint16, mode="r"))
         total = torch.zeros((), device=ctx.device)
-        for k in range(cfg.eval_iters):
-            starts = window_starts(n, cfg.block_size, cfg.batch_size * ctx.world_size, [cfg.seed, 1, k])
-            mine = starts[ctx.rank * cfg.batch_size:(ctx.rank + 1) * cfg.batch_size]
-            x, y = to_device(read_windows(path, mine, cfg.block_size + 1), ctx.device)
-            with ctx.autocast:
-                _, loss = ctx.model(x, y)
-            total += loss.float()
+        for k in range(cfg.eval_iters):  # a batch of rows_per_step windows, split as in training
+            starts = window_starts(n, cfg.block_size, cfg.rows_per_step, [cfg.seed, 1, k])
+            for micro in range(cfg.gradient_accumulation_steps):
+                first = (micro * ctx.world_size + ctx.rank) * cfg.batch_size
+                x, y = to_device(read_windows(path, starts[first:first + cfg.batch_size], cfg.block_size + 1),
+                                 ctx.device)
+                with ctx.autocast:
+                    _, loss = ctx.model(x, y)
+                total += loss.float()
         if ctx.world_size > 1:
             dist.all_reduce(total)
-        loss = total.item() / (cfg.eval_iters * ctx.world_size)
+        loss = total.item() / (cfg.eval_iters * cfg.rows_per_step // cfg.batch_size)
         info = ctx.meta["bins"][name]
         bpb = loss * info["tokens"] / (info["bytes"] * math.log(2)) if info.get("bytes") else None
         results[name] = {"loss": loss, "bpb": bpb}
