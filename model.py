@@ -97,6 +97,14 @@ def attention(q, k, v, mode, mask=None):
     boolean mask instead, which only SDPA takes (the Triton kernel wants Tq == Tk, and head dims <= 128)."""
     if mask is None and (mode == "triton" or q.shape[-1] <= 128) and use_triton(mode, q):
         return triton_kernels()[0](q, k, v, causal=True)
+    if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+        # torch's CPU attention is 1.3-2.5x slower in bf16 than in fp32 at head dims 32-64 (forward +
+        # backward, measured on AVX-512): on a CPU, attend in fp32 (autocast off, or it would cast back)
+        # and round the output to bf16
+        with torch.autocast("cpu", enabled=False):
+            y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask,
+                                               is_causal=mask is None, enable_gqa=True)
+        return y.type_as(q)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=True)
 
 
@@ -386,7 +394,8 @@ def device_peak_flops(device):
 #   per layer  2 x (4C + 4)          the two RMSNorms' inputs and 1/rms (the torch RMSNorm also keeps
 #                                    x/rms: + 2 x 4C; the Triton kernel recomputes it)
 #              a x 2C                the normalised inputs of c_attn and c_fc
-#              a x (2C + 2 Hkv D)    attention's q, k, v and output, + 4H for its log-sum-exp
+#              a x (2C + 2 Hkv D)    attention's q, k, v and output, + 4H for its log-sum-exp (on a CPU
+#                                    always 4 x: attention() computes in fp32 there)
 #              a x C                 c_proj's input (heads merged)
 #              a x 4F                c_fc's output (gate | up), silu(gate), their product
 #   head       4C + 4 (+4C) + a C    the final norm, lm_head's input
@@ -418,17 +427,19 @@ def counts(config):
     return n, model.num_params(non_embedding=True) + config.vocab_size * config.n_embd, max(block, n - config.n_layer * block)
 
 
-def activation_bytes_per_token(c, a, fused_norm):
+def activation_bytes_per_token(c, a, fused_norm, cpu=False):
     """(one layer, the head): bytes per token saved for backward (the table above)."""
     D, F = c.n_embd // c.n_head, c.hidden
     norm = 4 * c.n_embd + 4 + (0 if fused_norm else 4 * c.n_embd)
-    layer = 2 * norm + a * (2 * c.n_embd + 2 * c.n_embd + 2 * c.n_kv_head * D + c.n_embd + 4 * F) + 4 * c.n_head
+    attn = 4 if cpu else a  # on a CPU, attention() runs in fp32 whatever the autocast dtype
+    layer = (2 * norm + a * (2 * c.n_embd + c.n_embd + 4 * F) + attn * (2 * c.n_embd + 2 * c.n_kv_head * D)
+             + 4 * c.n_head)
     head = norm + a * c.n_embd + (4 + a) * c.vocab_size
     return layer, head
 
 
 def memory_plan(c, batch_size, a=2, world_size=1, zero=0, fsdp=False, offload=False, checkpointing=False,
-                grad_accum=1, fused_norm=True):
+                grad_accum=1, fused_norm=True, cpu=False):
     """Peak bytes per rank for training GPTConfig c on micro-batches of batch_size x c.block_size tokens;
     a dict of the parts (see the table above)."""
     n, matmul, unit = counts(c)
@@ -440,7 +451,7 @@ def memory_plan(c, batch_size, a=2, world_size=1, zero=0, fsdp=False, offload=Fa
         plan["cpu"] = plan["weights"] + plan["grads"] + plan["optimizer"]
         plan["weights"] = plan["grads"] = plan["optimizer"] = 0
     tokens = batch_size * c.block_size
-    layer, head = activation_bytes_per_token(c, a, fused_norm)
+    layer, head = activation_bytes_per_token(c, a, fused_norm, cpu)
     kept = 4 * c.n_embd if checkpointing else layer  # per layer: its input only, or everything
     plan["activations"] = tokens * (c.n_layer * kept + head)
     plan["loss_grads"] = tokens * 8 * c.vocab_size
@@ -676,7 +687,7 @@ def validate(cases=VALIDATION):
     for (fields, batch, accum, dtype), measured in zip(cases, json.loads(done.stdout.splitlines()[-1])):
         c = GPTConfig(**fields, kernels="torch")
         predicted = memory_plan(c, batch, a=4 if dtype == "float32" else 2, grad_accum=accum, fused_norm=False,
-                                checkpointing=c.activation_checkpointing)["peak"]
+                                checkpointing=c.activation_checkpointing, cpu=True)["peak"]
         ratios.append(measured / predicted)
         print(f"| L{c.n_layer} C{c.n_embd} H{c.n_head}/{c.n_kv_head} V{c.vocab_size} | {batch} x {c.block_size} | "
               f"{accum} | {dtype} | {c.activation_checkpointing} | {predicted / 2**20:.0f} | {measured / 2**20:.0f} | "

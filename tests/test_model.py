@@ -261,3 +261,13 @@ def test_planner_cli_on_a_config(tmp_path, capsys):
     path.write_text("n_layer = 2\nn_head = 3\nn_embd = 32\n")
     with pytest.raises(SystemExit, match="c.py"):
         model.read_config(str(path))
+
+
+def test_cpu_attention_under_bf16_autocast_computes_in_fp32():
+    """model.attention on a CPU: bf16 in and out, but the softmax and both matmuls in fp32 (torch's CPU
+    attention is several times slower in bf16), so it equals fp32 SDPA rounded once to bf16."""
+    q, k, v = torch.randn(3, 2, 4, 17, 32).bfloat16().unbind(0)  # (B, H, T, D) each
+    with torch.autocast("cpu", torch.bfloat16):
+        y = model_module.attention(q, k, v, "torch")
+    reference = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True)
+    assert y.dtype == torch.bfloat16 and torch.equal(y, reference.bfloat16())

@@ -106,6 +106,23 @@ def test_config_errors_are_clear(tmp_path):
     assert cfg.max_iters == 7 and cfg.learning_rate == 1.0 and isinstance(cfg.learning_rate, float)
 
 
+def test_every_precision_trains_and_fp16_keeps_a_loss_scale(tmp_path, dataset):
+    """bf16 and fp16 autocast learn like fp32; fp16 goes through a GradScaler whose scale is checkpointed;
+    fp16 without one needs its explicit flag (the incident lab's accident), and only with float16."""
+    finals = {}
+    for dtype in ["float32", "bfloat16", "float16"]:
+        records = run(tmp_path / dtype, dataset, "--max_iters=12", "--eval_interval=12", f"--dtype='{dtype}'")
+        losses = [r["loss"] for r in records if r["kind"] == "train"]
+        assert losses[-1] < losses[0] - 0.5, dtype
+        finals[dtype] = [r for r in records if r["kind"] == "eval"][-1]["val_loss"]
+    assert finals["bfloat16"] == pytest.approx(finals["float32"], rel=0.05)
+    assert finals["float16"] == pytest.approx(finals["float32"], rel=0.05)
+    assert torch.load(tmp_path / "float32" / "ckpt_0000012.pt", weights_only=False)["scaler"] == {}
+    assert torch.load(tmp_path / "float16" / "ckpt_0000012.pt", weights_only=False)["scaler"]["scale"] > 1
+    with pytest.raises(SystemExit, match="fp16_no_scaler=True needs dtype='float16'"):
+        run(tmp_path / "unsafe", dataset, "--max_iters=1", "--fp16_no_scaler=True")
+
+
 # -----------------------------------------------------------------------------
 # checkpoints and resume
 

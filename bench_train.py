@@ -1,0 +1,146 @@
+"""
+bench_train.py — how fast does train.py train here, and how close is that to what the hardware can do?
+
+    python bench_train.py                        # ~5 min on 2 cores: the matmul ceiling, then 4 runs
+    python bench_train.py --steps 60 --dtypes float32
+
+A GPU has a published peak (model.PEAK_FLOPS), so train.py logs MFU there. A CPU has none we can look
+up, so this script measures one: the FLOP/s of a large matmul in each dtype, on the threads torch uses.
+Then it runs `python train.py` itself, in a fresh process as a user would, at two shapes, and the same
+model in a bare loop (random tokens, forward, backward, clip, AdamW: nothing else), and reports
+
+    model FLOP/s = tokens/s x model.flops_per_token()        (6N + 12 L C T, the PaLM / nanoGPT count)
+    "CPU MFU"    = model FLOP/s / matmul FLOP/s               (both measured in this run: a ratio)
+
+Shapes:
+- nanogpt: nanoGPT's Shakespeare-char benchmark shape (n_layer=4, n_head=4, n_embd=128, block_size=256,
+  batch_size=16) on a byte-level Shakespeare dataset (our BPE with 0 merges: 257 tokens, nanoGPT's
+  characters are 65, a 1% difference in FLOPs). SwiGLU at ffn_hidden=344 = 8/3 x 128 (rounded to 8)
+  has the parameters of nanoGPT's 4 x 128 GELU MLP; model.py's default would round it up to 512.
+  nanoGPT's own figure on this machine (TARGETS.md, 2026-11-23): 15,200-15,500 tokens/s in fp32.
+- tiny: config/tiny.py on data/default, the README's quickstart run.
+
+    loop cost    = train.py tokens/s / bare-loop tokens/s    (data, logging, the stability monitor)
+
+tokens/s is the median of train.py's log lines after the first (the first holds the first step, where
+AdamW allocates its states): the time of forward, backward, clipping and the optimizer step, without
+the evaluations and checkpoint saves, which train.py times apart. The bare loop's is the median of
+10-step chunks after the first, in this process.
+"""
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import incidents
+from model import GPT, GPTConfig
+
+ROOT = Path(__file__).resolve().parent
+NANOGPT_TOKENS_PER_S = 15_350  # midpoint of 15,200-15,500, nanoGPT 3adf61e fp32 on this machine (TARGETS.md)
+SHAPES = {
+    "nanogpt": dict(dataset="shakespeare_bytes", n_layer=4, n_head=4, n_kv_head=4, n_embd=128, ffn_hidden=344,
+                    block_size=256, batch_size=16, learning_rate=1e-3, min_lr=1e-4, warmup_iters=10),
+    "tiny": dict(config="config/tiny.py"),
+}
+DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def matmul_flops(dtype, n=2048, seconds=2.0):
+    """FLOP/s of (n, n) @ (n, n) in dtype: 2 n^3 per product, best of repeated timings."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up: thread pool, packing buffers
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        t0 = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n ** 3 / (time.perf_counter() - t0))
+    return best
+
+
+def ensure_datasets():
+    """data/default (the quickstart's) and data/shakespeare_bytes, built by prepare.py when missing."""
+    builds = {"default": [], "shakespeare_bytes": ["--input", "shakespeare", "--vocab-size", "257"]}
+    for name, args in builds.items():
+        if not (ROOT / "data" / name / "meta.json").is_file():
+            print(f"building data/{name} with prepare.py", flush=True)
+            subprocess.run([sys.executable, str(ROOT / "prepare.py"), *args, "--out", f"data/{name}"],
+                           cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+
+
+def train_py(shape, dtype, steps):
+    """`python train.py ...` in a fresh process, as a user runs it; its median tokens/s and model config."""
+    options = dict(SHAPES[shape])
+    args = [str(ROOT / options.pop("config"))] if "config" in options else []
+    options.update(dtype=dtype, max_iters=steps, log_interval=10, eval_interval=10 ** 6, eval_iters=1,
+                   checkpoint_interval=10 ** 6, warmup_iters=options.get("warmup_iters", 10),
+                   out_dir=f"out/bench/{shape}_{dtype}")
+    args += [f"--{key}={value!r}" for key, value in options.items()]
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"train.py {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    run = incidents.read_metrics(ROOT / options["out_dir"])
+    tokens_per_s = statistics.median(r["tokens_per_s"] for r in run["train"][1:])
+    ckpt = torch.load(ROOT / options["out_dir"] / f"ckpt_{steps:07d}.pt", map_location="cpu", weights_only=False)
+    return tokens_per_s, GPTConfig(**ckpt["model_config"]), ckpt["config"]["batch_size"]
+
+
+def bare_loop(model_config, batch_size, dtype, steps):
+    """The same model's steps with nothing around them: random tokens, forward, backward, clip, AdamW.
+    train.py's tokens/s over this one is what its loop (data, logging, the monitor) costs."""
+    torch.manual_seed(0)
+    model = GPT(model_config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    autocast = torch.autocast("cpu", DTYPE[dtype], enabled=dtype != "float32")
+    tokens = torch.randint(0, model_config.vocab_size, (batch_size, model_config.block_size + 1))
+    chunk_seconds = []
+    for chunk in range(steps // 10):
+        t0 = time.perf_counter()
+        for _ in range(10):
+            with autocast:
+                _, loss = model(tokens[:, :-1], tokens[:, 1:])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        chunk_seconds.append(time.perf_counter() - t0)
+    return 10 * batch_size * model_config.block_size / statistics.median(chunk_seconds[1:])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=100, help="optimizer steps per run (log lines every 10)")
+    parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--shapes", default="nanogpt,tiny")
+    args = parser.parse_args(argv)
+    dtypes, shapes = args.dtypes.split(","), args.shapes.split(",")
+    ensure_datasets()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    ceiling = {dtype: matmul_flops(DTYPE[dtype]) for dtype in dtypes}
+    for dtype, flops in ceiling.items():
+        print(f"matmul 2048^3 {dtype}: {flops / 1e9:.0f} GFLOP/s")
+    rows = []
+    for shape in shapes:
+        for dtype in dtypes:
+            tokens_per_s, model_config, batch_size = train_py(shape, dtype, args.steps)
+            bare = bare_loop(model_config, batch_size, dtype, args.steps)
+            with torch.device("meta"):
+                model = GPT(model_config)  # shapes only: no memory, no init
+            rows.append((shape, dtype, model.num_params(), model.flops_per_token(), tokens_per_s, bare))
+            print(f"  {shape} {dtype}: train.py {tokens_per_s:,.0f} tokens/s, bare loop {bare:,.0f}", flush=True)
+    print("\n| shape | dtype | params | FLOPs/token | train.py tokens/s | bare loop tokens/s | train.py / bare | "
+          "model GFLOP/s | matmul GFLOP/s | CPU MFU | vs nanoGPT fp32 |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for shape, dtype, params, flops_per_token, tokens_per_s, bare in rows:
+        model_flops = tokens_per_s * flops_per_token
+        versus = f"{tokens_per_s / NANOGPT_TOKENS_PER_S:.2f}x" if shape == "nanogpt" else "-"
+        print(f"| {shape} | {dtype} | {params / 1e6:.2f}M | {flops_per_token / 1e6:.2f}M | {tokens_per_s:,.0f} | "
+              f"{bare:,.0f} | {tokens_per_s / bare:.2f} | {model_flops / 1e9:.0f} | {ceiling[dtype] / 1e9:.0f} | "
+              f"{model_flops / ceiling[dtype]:.2f} | {versus} |")
+
+
+if __name__ == "__main__":
+    main()
