@@ -30,5 +30,5 @@ max_iters = 4715
 # logging and checkpoints
 log_interval = 10
 eval_interval = 250
-eval_iters = 40
+eval_iters = 10  # global batches per val bin and evaluation (tokens_per_step tokens each)
 checkpoint_interval = 500

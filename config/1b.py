@@ -30,5 +30,5 @@ warmup_iters = 2000
 max_iters = 20982
 log_interval = 10
 eval_interval = 500
-eval_iters = 40
+eval_iters = 10  # global batches per val bin and evaluation (tokens_per_step tokens each)
 checkpoint_interval = 1000

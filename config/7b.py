@@ -34,5 +34,5 @@ warmup_iters = 2000
 max_iters = 32132
 log_interval = 1
 eval_interval = 500
-eval_iters = 20
+eval_iters = 5  # global batches per val bin and evaluation (tokens_per_step tokens each)
 checkpoint_interval = 500
