@@ -17,7 +17,7 @@ Shapes:
   batch_size=16) on a byte-level Shakespeare dataset (our BPE with 0 merges: 257 tokens, nanoGPT's
   characters are 65, a 1% difference in FLOPs). SwiGLU at ffn_hidden=344 = 8/3 x 128 (rounded to 8)
   has the parameters of nanoGPT's 4 x 128 GELU MLP; model.py's default would round it up to 512.
-  nanoGPT's own figure on this machine (TARGETS.md, 2026-11-23): 15,200-15,500 tokens/s in fp32.
+  nanoGPT's own figure on this machine (the team's benchmark targets, 2026-11-23): 15,200-15,500 tokens/s in fp32.
 - tiny: config/tiny.py on data/default, the README's quickstart run.
 
     loop cost    = train.py tokens/s / bare-loop tokens/s    (data, logging, the stability monitor)
@@ -40,7 +40,7 @@ import incidents
 from model import GPT, GPTConfig
 
 ROOT = Path(__file__).resolve().parent
-NANOGPT_TOKENS_PER_S = 15_350  # midpoint of 15,200-15,500, nanoGPT 3adf61e fp32 on this machine (TARGETS.md)
+NANOGPT_TOKENS_PER_S = 15_350  # midpoint of 15,200-15,500: nanoGPT 3adf61e, fp32, this machine
 SHAPES = {
     "nanogpt": dict(dataset="shakespeare_bytes", n_layer=4, n_head=4, n_kv_head=4, n_embd=128, ffn_hidden=344,
                     block_size=256, batch_size=16, learning_rate=1e-3, min_lr=1e-4, warmup_iters=10),

@@ -226,8 +226,9 @@ def detect_precision(run, base):
 
 
 def detect_memorised(run, base):
-    """Duplicated data: train loss below the baseline's, val loss above it, and the planted passage comes back
-    word for word (run["regurgitation"] is filled in by regurgitation() below)."""
+    """Duplicated data: train loss below the baseline's, val loss above it and risen from its own minimum
+    (overfitting), and the planted passage comes back word for word (run["regurgitation"] is filled in by
+    regurgitation() below)."""
     steps, v = series(run["eval"], "val_loss")
     rise = final_val(run) - np.nanmin(v)
     dtrain, dval = final_train(run) - final_train(base), final_val(run) - final_val(base)
@@ -235,7 +236,7 @@ def detect_memorised(run, base):
     text = (f"train loss {dtrain:+.2f} vs baseline, val loss {dval:+.2f}; val rose {rise:.2f} from its minimum "
             f"at step {int(steps[np.nanargmin(v)])}; greedy generation from the planted passage's first "
             f"tokens repeats {got}/{n} of the next tokens verbatim (baseline {got0}/{n})")
-    return bool(dtrain < 0 and dval > 0 and got >= 0.8 * n > 0), text
+    return bool(dtrain < 0 and dval > 0 and rise > 0 and got >= 0.8 * n > 0), text
 
 
 def detect_recovered(run, base):
@@ -387,6 +388,16 @@ def write_atomic(path, data):
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def save_figure(fig, path, dpi=80):
+    """A matplotlib figure as a PNG, atomically; the figure is closed."""
+    import io
+    import matplotlib.pyplot as plt
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    write_atomic(path, buffer.getvalue())
 
 
 def write_dataset(out, tokenizer_dir, bins, note):
@@ -544,8 +555,7 @@ def plot_incident(path, name, run, base, ref=None):
     plot_runs(a, b, runs)
     fig.suptitle(name, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_overview(path, results):
@@ -569,8 +579,7 @@ def plot_overview(path, results):
     fig.supxlabel("step", fontsize=8)
     fig.supylabel("train loss", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=70)
-    plt.close(fig)
+    save_figure(fig, path, dpi=70)
 
 
 def machine():

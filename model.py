@@ -559,10 +559,28 @@ def report(path, gpu="H100", gpu_mem=0, gpus=1, zero=None, fsdp=False, offload=F
     layer, head = activation_bytes_per_token(c, common["a"], common["fused_norm"])
     print(f"  activations per sequence: {(c.n_layer * layer + head) * c.block_size / GiB:.3f} GiB; with "
           f"checkpointing {(c.n_layer * 4 * c.n_embd + head) * c.block_size / GiB:.3f} GiB")
+    print(f"  per layer and sequence: {layer * c.block_size / 2**20:.1f} MiB; checkpointed "
+          f"{4 * c.n_embd * c.block_size / 2**20:.2f} MiB (its input only); "
+          f"the head {head * c.block_size / 2**20:.1f} MiB")
+    zero_stages(n, gpus)
     strategies(c, batch, usable, common, fits=plan["peak"] <= usable)
     # checkpointing's recompute is one more forward: 8 instead of 6 FLOPs per parameter for the same tokens
     time_and_cost(n, flops, batch * c.block_size * accum * gpus, f"{batch} x {c.block_size} x {accum} x {gpus} GPU(s)",
                   gpus, gpu, tokens, assumed_mfu * (0.75 if checkpointing else 1.0), checkpointing, price)
+
+
+def zero_stages(n, gpus):
+    """Model states per GPU at each ZeRO stage: 16 bytes per parameter, sharded a little more each stage."""
+    N = gpus
+    print(f"\n  model states per GPU over {N} GPU(s), bytes per parameter (ZeRO, Rajbhandari et al. 2020):")
+    print(f"  {'stage':32s}{'weights':>8s}{'grads':>8s}{'AdamW':>8s}{'total':>8s}{'GiB':>9s}")
+    for name, shards in [("0: DDP", (1, 1, 1)), ("1: --zero=1 (optimizer)", (1, 1, N)),
+                         ("2: + gradients (not in train.py)", (1, N, N)), ("3: --fsdp=True (+ weights)", (N, N, N))]:
+        per_param = [bytes_ / shard for bytes_, shard in zip((4, 4, 8), shards)]
+        print(f"  {name:32s}" + "".join(f"{b:8.3g}" for b in per_param) + f"{sum(per_param):8.3g}"
+              f"{sum(per_param) * n / GiB:9.2f}")
+    print("  (torch's stage 2 is FSDP's SHARD_GRAD_OP / FSDP2's reshard_after_forward=False; activations, "
+          "bf16 copies and FSDP's gathered block come on top: the plan above)")
 
 
 def strategies(c, batch, usable, common, fits):

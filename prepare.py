@@ -584,6 +584,10 @@ def main(argv=None):
     t = lap(times, "dedup", t)
 
     is_val = split(docs, args.val_frac, args.seed)
+    if not is_val.any():  # the split is by document: one document per source leaves nothing to validate on
+        raise SystemExit(f"{', '.join(names)}: every source has a single document after cleaning and dedup, so "
+                         f"there is nothing to hold out for val.bin; give several files (or a .jsonl of "
+                         f"documents); nothing written")
     key_tok = stage_key(key_dedup, args.val_frac, args.seed, args.vocab_size, args.tokenizer_mb)
     tok_dir = build_tokenizer([d["text"] for d, v in zip(docs, is_val) if not v], args, key_tok)
     t = lap(times, "train tokenizer", t)

@@ -94,11 +94,14 @@ def summary(meta, shown_clusters, shown_near_misses, raw_bytes):
 
 
 def plots(out, meta, docs):
-    """PNG plots next to report.md; returns their file names. Matplotlib without a display (Agg)."""
+    """PNG plots next to report.md; returns their file names. Matplotlib without a display (Agg); each
+    PNG written atomically, as every output of prepare.py."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+
+    import prepare  # for its atomic writer
 
     def bar(name, title, labels, values, xlabel):
         fig, ax = plt.subplots(figsize=(7, 0.35 * len(labels) + 1.2))
@@ -106,7 +109,7 @@ def plots(out, meta, docs):
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         fig.tight_layout()
-        fig.savefig(out / name, dpi=80)
+        prepare.write_atomic(out / name, lambda f: fig.savefig(f, format="png", dpi=80))
         plt.close(fig)
         return name
 
@@ -119,7 +122,7 @@ def plots(out, meta, docs):
     ax.set_xlabel("log10 characters")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "doc_lengths.png", dpi=80)
+    prepare.write_atomic(out / "doc_lengths.png", lambda f: fig.savefig(f, format="png", dpi=80))
     plt.close(fig)
     c, d = meta["cleaning"], meta["dedup"]
     sizes = Counter(len(cl) for cl in d.get("clusters", []))

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from incidents import (PY, ROOT, data_dir, final_val, load_config, machine, read_metrics, run_command, series,
-                       train, write_atomic)
+from incidents import (PY, ROOT, data_dir, final_val, load_config, machine, read_metrics, run_command, save_figure,
+                       series, train, write_atomic)
 
 # ---------------------------------------------------------------------------------------------------------
 # 1. One row per configuration (several seeds: their mean), the winner, and the record
@@ -181,8 +181,7 @@ def plot_sweep(path, all_runs, metric="val_bpb"):
     ax.set(xlabel="step", ylabel=metric.replace("_", " ") + (f" (mean of {len(runs)} seeds)" if len(runs) > 1 else ""))
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def analyse_schedule(runs, frac=0.2):
@@ -272,8 +271,7 @@ def analyse_checkpoints(runs, mtbf_hours=24.0, plot_path=None):
         ax.set(xscale="log", yscale="log", xlabel="checkpoint every k steps", ylabel="% of training time")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(plot_path, dpi=80)
-        plt.close(fig)
+        save_figure(fig, plot_path)
     return lines
 
 
@@ -353,9 +351,6 @@ def main(argv=None):
     args = p.parse_args(argv)
     run_command(args, lambda: run_sweep(args.name, report_only=args.report_only)[0], "headline.png",
                 f"sweep_{args.name}.png")
-
-if __name__ == "__main__":
-    main()
 
 
 if __name__ == "__main__":

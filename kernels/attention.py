@@ -1,7 +1,7 @@
 """kernels/attention.py: causal self-attention the FlashAttention-2 way, written in Triton, forward and backward.
 
     python kernels/attention.py       # GPU: TFLOP/s vs torch SDPA (T = 1k..16k); CPU: prints why it stops
-    python -m pytest -q tests/test_kernels_attention.py   # CPU checks under the Triton interpreter
+    python -m pytest -q tests/test_kernels.py   # CPU checks under the Triton interpreter
 
 Public entry point: flash_attention(q, k, v, causal=True) with q (B, H, T, D) and k, v (B, H_kv, T, D),
 returning (B, H, T, D); differentiable. attention_reference() below is the plain torch version it is
@@ -505,7 +505,7 @@ if __name__ == "__main__":
         compile_report()
     elif not torch.cuda.is_available():
         print("kernels/attention.py: no CUDA GPU here, so there is nothing to time. What can be checked on a "
-              "CPU: `python -m pytest -q tests/test_kernels_attention.py` (the kernels under the Triton "
+              "CPU: `python -m pytest -q tests/test_kernels.py` (the kernels under the Triton "
               "interpreter) and `python kernels/attention.py --compile-report` (registers, spills for an H100).")
     else:
         print(f"{torch.cuda.get_device_name()}, bf16, causal; ratio = ours / SDPA, forward + backward")

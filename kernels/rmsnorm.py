@@ -1,7 +1,7 @@
 """kernels/rmsnorm.py: RMSNorm fused into one Triton kernel for the forward and one for the backward.
 
     python kernels/rmsnorm.py       # GPU: GB/s vs torch (eager and F.rms_norm); CPU: prints why it stops
-    python -m pytest -q tests/test_kernels_rmsnorm.py   # CPU checks under the Triton interpreter
+    python -m pytest -q tests/test_kernels.py   # CPU checks under the Triton interpreter
 
 Public entry point: rms_norm(x, weight, eps=1e-6) normalises over the last dim of x (any leading shape);
 differentiable in x and weight. rms_norm_reference() below is the plain torch version it is tested against.
@@ -168,7 +168,7 @@ def benchmark():
 if __name__ == "__main__":
     if not torch.cuda.is_available():
         print("kernels/rmsnorm.py: no CUDA GPU here, so there is nothing to time; the CPU checks are "
-              "`python -m pytest -q tests/test_kernels_rmsnorm.py` (Triton interpreter).")
+              "`python -m pytest -q tests/test_kernels.py` (Triton interpreter).")
         sys.exit(0)
     print(f"{torch.cuda.get_device_name()}, bf16, M = 16384 rows; GB/s of the minimal traffic (higher is better)")
     benchmark()

@@ -122,6 +122,10 @@ def test_memorised_needs_lower_train_higher_val_and_regurgitation(tmp_path, base
     assert ok and "repeats 30/32" in text and "from its minimum at step 50" in text
     run["regurgitation"] = (2, 32, 0)
     assert not incidents.detect_memorised(run, base)[0]
+    # worse than the baseline but still falling at the end: under-trained, not overfitting
+    falling = write_run(tmp_path / "falling", loss, gn, val={s: 4.0 - 0.002 * s for s in range(0, STEPS, 25)})
+    falling["regurgitation"] = (30, 32, 0)
+    assert not incidents.detect_memorised(falling, base)[0]
 
 
 def test_recovered_requires_rollback_and_a_finished_run(tmp_path, base):

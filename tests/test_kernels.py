@@ -79,11 +79,12 @@ def check_attention(B, H, H_kv, T, D, causal, dtype, block_sizes=(32, 16)):
 
 # (B, H, H_kv, T, D, causal): every T (1, not a multiple of any tile, exactly two tiles, ragged) with every
 # head grouping (plain, GQA groups of 2, one kv head for 4 query heads), causal or not; then head dim 64,
-# a head dim that is not a power of two (padded to 64 inside), and a batch of 2.
+# a head dim that is not a power of two (padded to 64 inside), head dim 128 (the 1B/7B configs'), and a
+# batch of 2.
 ATTENTION_CASES = [(1, H, H_kv, T, 32, causal) for T in (1, 17, 64, 100) for H, H_kv in ((2, 2), (4, 2), (4, 1))
                    for causal in (True, False)]
 ATTENTION_CASES += [(1, 4, 1, 100, 64, True), (1, 2, 2, 64, 64, False), (1, 2, 2, 40, 48, True),
-                    (2, 4, 2, 70, 32, True)]
+                    (1, 2, 1, 50, 128, True), (2, 4, 2, 70, 32, True)]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])

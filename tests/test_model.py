@@ -206,15 +206,17 @@ def test_planner_model_states_match_parallel_table():
         assert states == pytest.approx(parallel.predicted_bytes(mode, n, 4, unit)), mode
 
 
-@pytest.mark.parametrize("name", ["124m", "1b", "7b"])
-def test_shipped_configs_fit_their_hardware(name):
+@pytest.mark.parametrize("name,gpus,gib,offload", [("124m", 1, 24, False), ("1b", 8, 80, False), ("1b", 1, 80, False),
+                                                    ("7b", 8, 80, False), ("7b", 1, 80, True)])
+def test_shipped_configs_fit_their_hardware(name, gpus, gib, offload):
+    """Each config's header names its hardware: 124m one 24 GB GPU, 1b 8 (or 1) x 80 GB, 7b 8 x 80 GB (or
+    one, with --cpu_offload=True)."""
     import model
     c, values = model.read_config(str(Path(__file__).resolve().parent.parent / "config" / f"{name}.py"))
-    gpus = 1 if name == "124m" else 8
     accum = values["tokens_per_step"] // (values["batch_size"] * c.block_size * gpus)
     plan = model.memory_plan(c, values["batch_size"], world_size=gpus, grad_accum=accum, fsdp=values["fsdp"],
-                             checkpointing=c.activation_checkpointing)
-    assert plan["peak"] <= model.usable_bytes(80), f"config/{name}.py does not fit {gpus} x 80 GiB"
+                             offload=offload, checkpointing=c.activation_checkpointing)
+    assert plan["peak"] <= model.usable_bytes(gib), f"config/{name}.py does not fit {gpus} x {gib} GiB"
 
 
 def test_planner_rules_of_thumb():
@@ -255,6 +257,11 @@ def test_planner_cli_on_a_config(tmp_path, capsys):
     n = GPT(GPTConfig(**TINY)).num_params()
     assert f"parameters       {n:,}" in out and "FITS" in out
     assert f"tokens per step 256 = 4 x 16 x 2 x 2 GPU(s) -> {-(-20 * n // 256):,} steps" in out
+    # ZeRO stages over 2 GPUs, bytes per parameter: weights, grads, AdamW, total (16, 12, 10, 8)
+    for stage, row in [("0: DDP", "4 4 8 16"), ("1: --zero=1", "4 4 4 12"), ("2: + gradients", "4 2 4 10"),
+                       ("3: --fsdp=True", "2 2 4 8")]:
+        line = next(line for line in out.splitlines() if line.strip().startswith(stage))
+        assert " ".join(line.split()[-5:-1]) == row, line  # the last column is GiB
     path.write_text(path.read_text().replace("gradient_accumulation_steps = 2", "tokens_per_step = 512"))
     model.report(str(path), "H100", gpus=2)  # as train.py: 512 / (4 x 16 x 2 GPUs) = 4 micro-batches
     assert "tokens per step 512 = 4 x 16 x 4 x 2 GPU(s)" in capsys.readouterr().out

@@ -211,15 +211,17 @@ def bad_inputs(tmp_path):
     (tmp_path / "x.parquet").write_bytes(b"")
     (tmp_path / "blank").mkdir()
     (tmp_path / "blank" / "empty.txt").write_text("\n")
+    (tmp_path / "one.txt").write_text(prose(0))
     return [(["--input", str(tmp_path / "missing")], "missing: no such file or directory"),
             (["--input", str(tmp_path / "bad.jsonl")], "bad.jsonl:2: not valid JSON"),
             (["--input", str(tmp_path / "x.jsonl.gz")], "x.jsonl.gz: cannot read it"),
             (["--input", str(tmp_path / "blank")], "blank: no documents left"),
             (["--input", "shakespeare", "code", "--mix", "poems=1"], "unknown source 'poems'"),
-            (["--contamination", str(tmp_path / "nope.jsonl")], "nope.jsonl: no such file")]
+            (["--contamination", str(tmp_path / "nope.jsonl")], "nope.jsonl: no such file"),
+            (["--input", str(tmp_path / "one.txt")], "single document .* nothing to hold out for val.bin")]
 
 
-@pytest.mark.parametrize("case", range(6))
+@pytest.mark.parametrize("case", range(7))
 def test_bad_input_gives_a_one_line_error_and_writes_nothing(tmp_path, case):
     argv, error = bad_inputs(tmp_path)[case]
     with pytest.raises(SystemExit, match=error) as e:
@@ -239,19 +241,24 @@ def test_missing_optional_package_is_named(tmp_path, monkeypatch, module, file):
         prepare.main(argv + ["--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")])
 
 
-def test_optional_formats_when_installed(tmp_path):
-    zstd, pq = pytest.importorskip("zstandard"), pytest.importorskip("pyarrow.parquet")
-    import pyarrow
+@pytest.mark.parametrize("file", ["a.jsonl.zst", "b.parquet"])
+def test_compressed_jsonl_and_parquet(tmp_path, file):
+    """zstandard is in requirements.txt (dumps ship as .jsonl.zst); pyarrow is optional: skipped without it."""
     texts = [prose(k) for k in range(3)]
-    with zstd.open(tmp_path / "a.jsonl.zst", "wt", encoding="utf-8") as f:
-        f.writelines(json.dumps({"text": t}) + "\n" for t in texts)
-    pq.write_table(pyarrow.table({"text": texts, "n": [1, 2, 3]}), tmp_path / "b.parquet")
-    (tmp_path / "bad.jsonl.zst").write_bytes(b"not zstd")
-    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
-    for file in ("a.jsonl.zst", "b.parquet"):
-        stats = {}
-        docs = list(prepare.path_docs(tmp_path / file, "s", stats, prepare.parse_args([])))
-        assert [d["text"] for d in docs] == texts and stats["files"] == 1
-        assert len({d["name"] for d in docs}) == len(texts)
-        with pytest.raises(SystemExit, match=f"bad.{file.split('.', 1)[1]}: cannot read it"):
-            list(prepare.path_docs(tmp_path / f"bad.{file.split('.', 1)[1]}", "s", {}, prepare.parse_args([])))
+    if file.endswith(".zst"):
+        zstd = pytest.importorskip("zstandard")
+        with zstd.open(tmp_path / file, "wt", encoding="utf-8") as f:
+            f.writelines(json.dumps({"text": t}) + "\n" for t in texts)
+        (tmp_path / "bad.jsonl.zst").write_bytes(b"not zstd")
+    else:
+        pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow is optional (not in requirements.txt)")
+        import pyarrow
+        pq.write_table(pyarrow.table({"text": texts, "n": [1, 2, 3]}), tmp_path / file)
+        (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    stats = {}
+    docs = list(prepare.path_docs(tmp_path / file, "s", stats, prepare.parse_args([])))
+    assert [d["text"] for d in docs] == texts and stats["files"] == 1
+    assert len({d["name"] for d in docs}) == len(texts)
+    bad = "bad." + file.split(".", 1)[1]
+    with pytest.raises(SystemExit, match=f"{bad}: cannot read it"):
+        list(prepare.path_docs(tmp_path / bad, "s", {}, prepare.parse_args([])))
