@@ -399,6 +399,11 @@ def sample_text(texts, max_bytes, seed):
 
 def build_tokenizer(train_texts, args, key):
     if args.tokenizer:
+        if not (Path(args.tokenizer) / "tokenizer.json").is_file():
+            # a published tiktoken name has no tokenizer.json to copy into the dataset (and from there into
+            # every run), which is how sample.py and eval.py find and check a run's tokenizer
+            raise SystemExit(f"{args.tokenizer}: not a tokenizer directory (tokenizer.py train --out DIR writes "
+                             f"one); published encodings such as gpt2 cannot be stored with a dataset")
         return Path(args.tokenizer)
     folder = Path(args.cache_dir) / "stages" / f"tokenizer-{key}"
     if not (folder / "tokenizer.json").exists() or args.no_cache:

@@ -8,7 +8,7 @@ peak 19.0 GiB at micro-batch 16 (fits up to 69); at an assumed 40% MFU 146k toke
 5 GPU-hours, about $9 at $2 per GPU-hour.
 """
 out_dir = "out/124m"
-dataset = "web_gpt2"            # a large corpus tokenized with GPT-2's BPE (50,257 tokens): prepare.py --tokenizer
+dataset = "web50k"              # a large corpus with a GPT-2-sized BPE: prepare.py --vocab-size 50257
 # model: GPT-2 small (12 x 768, 12 heads); vocab 50,257 padded to 50,304 = 786 x 64 for the matmuls
 n_layer = 12
 n_head = 12

@@ -212,16 +212,20 @@ def bad_inputs(tmp_path):
     (tmp_path / "blank").mkdir()
     (tmp_path / "blank" / "empty.txt").write_text("\n")
     (tmp_path / "one.txt").write_text(prose(0))
+    (tmp_path / "two").mkdir()
+    for k in range(2):
+        (tmp_path / "two" / f"{k}.txt").write_text(prose(k))
     return [(["--input", str(tmp_path / "missing")], "missing: no such file or directory"),
             (["--input", str(tmp_path / "bad.jsonl")], "bad.jsonl:2: not valid JSON"),
             (["--input", str(tmp_path / "x.jsonl.gz")], "x.jsonl.gz: cannot read it"),
             (["--input", str(tmp_path / "blank")], "blank: no documents left"),
             (["--input", "shakespeare", "code", "--mix", "poems=1"], "unknown source 'poems'"),
             (["--contamination", str(tmp_path / "nope.jsonl")], "nope.jsonl: no such file"),
-            (["--input", str(tmp_path / "one.txt")], "single document .* nothing to hold out for val.bin")]
+            (["--input", str(tmp_path / "one.txt")], "single document .* nothing to hold out for val.bin"),
+            (["--input", str(tmp_path / "two"), "--tokenizer", "gpt2"], "gpt2: not a tokenizer directory")]
 
 
-@pytest.mark.parametrize("case", range(7))
+@pytest.mark.parametrize("case", range(8))
 def test_bad_input_gives_a_one_line_error_and_writes_nothing(tmp_path, case):
     argv, error = bad_inputs(tmp_path)[case]
     with pytest.raises(SystemExit, match=error) as e:
