@@ -442,7 +442,7 @@ def overlap(train_texts, items, n=13, worst=3):
     vocab = {}
     train = ngram_set(train_texts, vocab, n)
     fractions, hit, total = [], 0, 0
-    for name, text in items:
+    for name, text in tqdm(items, desc=f"contamination: {n}-grams", unit=" items", leave=False):
         ids = word_ids(normalize(text), vocab)
         h = np.unique(ngram_hashes(ids, n)) if len(ids) else np.zeros(0, dtype=np.uint64)
         shared = int(np.isin(h, train, assume_unique=True).sum()) if len(h) else 0
