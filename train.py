@@ -85,7 +85,7 @@ beta2 = 0.95                      # AdamW second moment
 momentum = 0.9                    # SGD momentum
 grad_clip = 1.0                   # clip the global gradient norm to this (0 = off)
 # learning rate schedule
-lr_schedule = "cosine"            # "cosine" | "wsd" | "constant" (all after a linear warmup)
+lr_schedule = "cosine"            # "cosine" | "wsd" | "constant" (all after a linear warmup) | "range_test"
 warmup_iters = 50                 # steps of linear warmup
 lr_decay_iters = 0                # cosine: steps until min_lr; wsd: where the decay ends (0 = max_iters)
 min_lr = 3e-4                     # the floor the schedule decays to
@@ -164,8 +164,8 @@ def get_config(argv):
                     set_key(config, key, value, arg)
     cfg = SimpleNamespace(**config)
     cfg.lr_decay_iters = cfg.lr_decay_iters or cfg.max_iters
-    for key, allowed in [("lr_schedule", ("cosine", "wsd", "constant")), ("optimizer", ("adamw", "sgd")),
-                         ("dtype", ("float32", "bfloat16", "float16")),
+    for key, allowed in [("lr_schedule", ("cosine", "wsd", "constant", "range_test")),
+                         ("optimizer", ("adamw", "sgd")), ("dtype", ("float32", "bfloat16", "float16")),
                          ("spike_policy", ("warn", "skip", "rollback")),
                          ("inject_bad_batch_kind", ("random", "constant"))]:
         if getattr(cfg, key) not in allowed:
@@ -179,6 +179,9 @@ def get_config(argv):
 
 def get_lr(step, cfg):
     """The learning rate of optimizer step `step` (0-based)."""
+    # 0) the LR range test: no warmup, min_lr growing exponentially to learning_rate at the last step
+    if cfg.lr_schedule == "range_test":
+        return cfg.min_lr * (cfg.learning_rate / cfg.min_lr) ** (step / max(1, cfg.max_iters - 1))
     # 1) linear warmup from lr/(warmup+1) to lr: the first updates come before AdamW's moments settle
     if step < cfg.warmup_iters:
         return cfg.learning_rate * (step + 1) / (cfg.warmup_iters + 1)
@@ -487,7 +490,7 @@ def setup(cfg):
     ctx.autocast = contextlib.nullcontext() if cfg.dtype == "float32" else torch.autocast(device.type, ptdtype)
     ctx.run = SimpleNamespace(step=0, data_step=0, lr_cut_until=0, rollbacks=0, bad_in_row=0,
                               best_val_loss=math.inf, losses=deque(maxlen=cfg.spike_window),
-                              norms=deque(maxlen=cfg.spike_window))
+                              norms=deque(maxlen=cfg.spike_window), range_points=[])
     if world_size > 1:
         dist.barrier()  # out_dir exists before any rank reads it
     return ctx
@@ -735,7 +738,53 @@ def train(ctx):
             prune_checkpoints(ctx)
         if run.step % cfg.eval_interval == 0 or run.step == cfg.max_iters:
             eval_and_log(ctx)
+        if cfg.lr_schedule == "range_test" and range_test_over(ctx, lr, loss):
+            break
     return "finished"
+
+
+# -----------------------------------------------------------------------------
+# the LR range test (lr_schedule="range_test"): which learning rate to start from
+#
+# Smith (2017): train briefly while the LR grows exponentially from min_lr to learning_rate, and watch
+# the loss. Too small an LR barely moves it; somewhere it falls fastest; past some LR it turns and blows
+# up. The run stops there (smoothed loss 4x its best). Two readings bracket a good LR: where the loss
+# falls fastest (fastai's "steep"), and a tenth of the LR at the minimum (fastai's older rule, below the
+# edge). The loss at each LR also carries all the training before it, which flatters the high end: the
+# bracket is where the LR sweep (sweeps.py lr) starts, not its answer.
+
+
+def range_test_over(ctx, lr, loss, beta=0.9):
+    """Record (lr, loss) and the bias-corrected moving average of the loss; True once it blew up."""
+    points = ctx.run.range_points
+    average = beta * (points[-1]["average_raw"] if points else 0.0) + (1 - beta) * loss
+    points.append({"step": ctx.run.step, "lr": lr, "loss": loss, "average_raw": average,
+                   "smoothed": average / (1 - beta ** (len(points) + 1))})
+    best = min(p["smoothed"] for p in points)
+    return len(points) > 10 and (points[-1]["smoothed"] > 4 * best or not math.isfinite(loss))
+
+
+def range_test_report(ctx):
+    """Print loss against LR and the suggested learning_rate; write out_dir/range_test.json."""
+    points = ctx.run.range_points
+    if not points:
+        return None
+    smoothed = np.array([p["smoothed"] for p in points])
+    lrs = np.array([p["lr"] for p in points])
+    lowest = int(np.nanargmin(smoothed))
+    slope = np.gradient(smoothed[:lowest + 1], np.log(lrs[:lowest + 1])) if lowest > 1 else np.zeros(1)
+    steepest = int(np.argmin(slope))
+    bracket = sorted([lrs[steepest], lrs[lowest] / 10])
+    result = {"lr_at_min_loss": lrs[lowest], "lr_steepest": lrs[steepest], "suggested_range": bracket,
+              "points": [{k: v for k, v in p.items() if k != "average_raw"} for p in points]}
+    print("LR range test: smoothed loss against the learning rate")
+    for i in np.unique([*np.linspace(0, len(points) - 1, 10).round().astype(int), lowest, steepest]):
+        mark = " <- minimum" if i == lowest else " <- steepest fall" if i == steepest else ""
+        print(f"  lr {lrs[i]:9.2e}  loss {smoothed[i]:.4f}{mark}")
+    print(f"steepest fall at lr {lrs[steepest]:.2e}, minimum at {lrs[lowest]:.2e}: sweep learning_rate "
+          f"from {bracket[0]:.1e} to {bracket[1]:.1e} (the steepest fall, a tenth of the minimum's)")
+    write_atomic(ctx.out_dir / "range_test.json", json.dumps(result, indent=1))
+    return result
 
 
 def resume(ctx):
@@ -767,6 +816,8 @@ def main(argv=None):
     else:
         eval_and_log(ctx)  # step 0: the untrained model's loss, ~ln(vocab_size)
     status = train(ctx)
+    if cfg.lr_schedule == "range_test" and ctx.rank == 0:
+        range_test_report(ctx)
     log_record(ctx, {"kind": "end", "step": ctx.run.step, "time_s": round(elapsed(ctx), 3), "status": status})
     if ctx.rank == 0:
         print(f"{status} at step {ctx.run.step} after {elapsed(ctx):.0f} s; run directory {ctx.out_dir}")

@@ -123,6 +123,21 @@ def test_every_precision_trains_and_fp16_keeps_a_loss_scale(tmp_path, dataset):
         run(tmp_path / "unsafe", dataset, "--max_iters=1", "--fp16_no_scaler=True")
 
 
+def test_lr_range_test_stops_at_the_blowup_and_brackets_the_lr(tmp_path, dataset, capsys):
+    records = run(tmp_path, dataset, "--lr_schedule='range_test'", "--min_lr=1e-5", "--learning_rate=30.0",
+                  "--max_iters=80", "--eval_interval=1000", "--checkpoint_interval=1000")
+    lrs = [r["lr"] for r in records if r["kind"] == "train"]
+    assert lrs[0] == pytest.approx(1e-5) and np.allclose(np.diff(np.log(lrs)), math.log(30 / 1e-5) / 79)
+    assert records[-1]["status"] == "finished" and records[-1]["step"] < 80  # stopped once the loss blew up
+    result = json.loads((tmp_path / "range_test.json").read_text())
+    smoothed = [p["smoothed"] for p in result["points"]]
+    assert smoothed[-1] > 4 * min(smoothed)
+    lowest = result["points"][int(np.argmin(smoothed))]
+    assert result["lr_at_min_loss"] == lowest["lr"] and 1e-5 < result["lr_steepest"] <= lowest["lr"] < 30
+    assert result["suggested_range"] == pytest.approx(sorted([result["lr_steepest"], lowest["lr"] / 10]))
+    assert "sweep learning_rate from " in capsys.readouterr().out
+
+
 # -----------------------------------------------------------------------------
 # checkpoints and resume
 
