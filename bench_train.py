@@ -2,6 +2,7 @@
 bench_train.py — how fast does train.py train here, and how close is that to what the hardware can do?
 
     python bench_train.py                        # ~5 min on 2 cores: the matmul ceiling, then 4 runs
+    python bench_train.py --compile              # + each run with compile=True (~3 min more)
     python bench_train.py --steps 60 --dtypes float32
 
 A GPU has a published peak (model.PEAK_FLOPS), so train.py logs MFU there. A CPU has none we can look
@@ -71,13 +72,14 @@ def ensure_datasets():
                            cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
 
 
-def train_py(shape, dtype, steps):
-    """`python train.py ...` in a fresh process, as a user runs it; its median tokens/s and model config."""
+def train_py(shape, dtype, steps, compile_model=False):
+    """`python train.py ...` in a fresh process, as a user runs it; its median tokens/s and model config.
+    compile_model: compile=True (the first log line, which holds the compilation, is not counted)."""
     options = dict(SHAPES[shape])
     args = [str(ROOT / options.pop("config"))] if "config" in options else []
     options.update(dtype=dtype, max_iters=steps, log_interval=10, eval_interval=10 ** 6, eval_iters=1,
-                   checkpoint_interval=10 ** 6, warmup_iters=options.get("warmup_iters", 10),
-                   out_dir=f"out/bench/{shape}_{dtype}")
+                   checkpoint_interval=10 ** 6, warmup_iters=options.get("warmup_iters", 10), compile=compile_model,
+                   out_dir=f"out/bench/{shape}_{dtype}" + ("_compiled" if compile_model else ""))
     args += [f"--{key}={value!r}" for key, value in options.items()]
     done = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
@@ -115,6 +117,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=100, help="optimizer steps per run (log lines every 10)")
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--shapes", default="nanogpt,tiny")
+    parser.add_argument("--compile", action="store_true", help="also time train.py with compile=True")
     args = parser.parse_args(argv)
     dtypes, shapes = args.dtypes.split(","), args.shapes.split(",")
     ensure_datasets()
@@ -129,17 +132,19 @@ def main(argv=None):
             bare = bare_loop(model_config, batch_size, dtype, args.steps)
             with torch.device("meta"):
                 model = GPT(model_config)  # shapes only: no memory, no init
-            rows.append((shape, dtype, model.num_params(), model.flops_per_token(), tokens_per_s, bare))
-            print(f"  {shape} {dtype}: train.py {tokens_per_s:,.0f} tokens/s, bare loop {bare:,.0f}", flush=True)
+            compiled = train_py(shape, dtype, args.steps, compile_model=True)[0] if args.compile else None
+            rows.append((shape, dtype, model.num_params(), model.flops_per_token(), tokens_per_s, bare, compiled))
+            print(f"  {shape} {dtype}: train.py {tokens_per_s:,.0f} tokens/s, bare loop {bare:,.0f}"
+                  + (f", compiled {compiled:,.0f}" if compiled else ""), flush=True)
     print("\n| shape | dtype | params | FLOPs/token | train.py tokens/s | bare loop tokens/s | train.py / bare | "
-          "model GFLOP/s | matmul GFLOP/s | CPU MFU | vs nanoGPT fp32 |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for shape, dtype, params, flops_per_token, tokens_per_s, bare in rows:
+          "model GFLOP/s | matmul GFLOP/s | CPU MFU | vs nanoGPT fp32 | compile=True tokens/s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for shape, dtype, params, flops_per_token, tokens_per_s, bare, compiled in rows:
         model_flops = tokens_per_s * flops_per_token
         versus = f"{tokens_per_s / NANOGPT_TOKENS_PER_S:.2f}x" if shape == "nanogpt" else "-"
         print(f"| {shape} | {dtype} | {params / 1e6:.2f}M | {flops_per_token / 1e6:.2f}M | {tokens_per_s:,.0f} | "
               f"{bare:,.0f} | {tokens_per_s / bare:.2f} | {model_flops / 1e9:.0f} | {ceiling[dtype] / 1e9:.0f} | "
-              f"{model_flops / ceiling[dtype]:.2f} | {versus} |")
+              f"{model_flops / ceiling[dtype]:.2f} | {versus} | {f'{compiled:,.0f}' if compiled else '-'} |")
 
 
 if __name__ == "__main__":

@@ -160,10 +160,14 @@ def main(argv=None):
     for i in range(args.num_samples):
         print(f"---------- sample {i + 1}", file=sys.stderr, flush=True)
         print(prompt, end="", flush=True)
+        pieces = 0  # one per generated token, plus the decoder's final flush
         for piece in stream_text(model, enc, prompt, args.max_new_tokens, args.temperature, args.top_k,
                                  args.top_p, generator):
             print(piece, end="", flush=True)
+            pieces += 1
         print(flush=True)
+        if pieces - 1 < args.max_new_tokens:  # an empty sample is a model that chose to end the document
+            print(f"[<|endoftext|> after {pieces - 1} tokens]", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -150,6 +150,12 @@ def test_cli_streams_samples(run, capsys):
     samples = out.out.split("\n")
     assert samples[0].startswith("ROMEO:") and len(samples[0]) > len("ROMEO:")
     assert out.out.count("ROMEO:") == 2 and "sample 2" in out.err and "ckpt_0000005.pt" in out.err
+    # a sample that ends early says so: the greedy tokens tell whether and where <|endoftext|> comes
+    model, enc, _ = sample.load_run(run_dir)
+    prompt = torch.tensor([sample.encode_prompt(enc, "ROMEO:")])
+    new = model.generate(prompt, 8, temperature=0)[0, prompt.shape[1]:].tolist()
+    said = [line for line in out.err.splitlines() if line.startswith("[<|endoftext|> after ")]
+    assert said == ([f"[<|endoftext|> after {new.index(enc.eot_token)} tokens]"] * 2 if enc.eot_token in new else [])
 
 
 def test_clear_errors_for_missing_corrupt_and_mismatched(run, tokenizer_dir, tmp_path):
