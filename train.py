@@ -765,7 +765,7 @@ def range_test_over(ctx, lr, loss, beta=0.9):
 
 
 def range_test_report(ctx):
-    """Print loss against LR and the suggested learning_rate; write out_dir/range_test.json."""
+    """Print the smoothed loss against the LR and the bracket to sweep; write out_dir/range_test.json."""
     points = ctx.run.range_points
     if not points:
         return None
