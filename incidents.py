@@ -222,6 +222,10 @@ def detect_precision(run, base):
             f"gradient error vs fp32 {fp16['rel_err_pct']:.1f}% ({scaled['rel_err_pct']:.2f}% scaled, "
             f"{bf16['rel_err_pct']:.2f}% bf16); largest activation {probe['max_activation']:.3g} (fp16 max 65,504); "
             f"train loss {loss:.3f} vs fp32's {loss0:.3f} at step {at}")
+    if probe.get("overflow_scale"):
+        text += (f"; the other end: with the loss x 2^{probe['overflow_scale'].bit_length() - 1} the gradient "
+                 f"overflows to inf ({probe['overflow_pct']:.2g}% of entries; one inf makes a GradScaler skip "
+                 f"the step and halve its scale)")
     return bool(fp16["zeroed_pct"] >= 1.0 and scaled["zeroed_pct"] < 0.1 * fp16["zeroed_pct"]), text
 
 
@@ -490,7 +494,9 @@ def fp16_probe(run_dir, cached=False):
     """fp16's range measured on the run's final weights and one training-sized batch: the gradient in
     fp32, in fp16 as is, in fp16 with the loss x 65,536 (a GradScaler's starting scale) and in bf16; for
     each, the % of entries that are nonzero in fp32 but exactly 0 here (underflow) and the relative error
-    |g - g32| / |g32|. Also the largest |activation| any Linear layer produced in fp16 (overflow: > 65,504)."""
+    |g - g32| / |g32|. Also the largest |activation| any Linear layer produced in fp16 (overflow: > 65,504),
+    and the smallest power-of-two loss scale at which the fp16 gradient overflows to inf: where a
+    GradScaler, which doubles its scale every 2,000 clean steps, hits inf, skips the step and halves."""
     path = Path(run_dir) / "fp16_probe.json"
     if cached:
         return json.loads(path.read_text())
@@ -517,6 +523,12 @@ def fp16_probe(run_dir, cached=False):
             result["max_activation"] = max(largest)
             for h in hooks:
                 h.remove()
+    for k in range(17, 64):  # 2^16 is the scaler's start, measured above
+        g = gradient(model, x, y, torch.float16, 2.0 ** k)
+        if not torch.isfinite(g).all():
+            result["overflow_scale"] = 2 ** k
+            result["overflow_pct"] = 100 * (~torch.isfinite(g)).float().mean().item()
+            break
     write_atomic(path, json.dumps(result).encode())
     return result
 

@@ -107,6 +107,9 @@ def test_precision_tells_overflow_from_underflow(tmp_path, base):
     run["probe"] = probe
     ok, text = incidents.detect_precision(run, base)
     assert ok and "6.50% of the gradient entries underflowed" in text and "with the loss x 65,536: 0.00%" in text
+    run["probe"] = {**probe, "overflow_scale": 2 ** 21, "overflow_pct": 0.00025}
+    text = incidents.detect_precision(run, base)[1]
+    assert "with the loss x 2^21 the gradient overflows to inf (0.00025% of entries" in text
     run["probe"] = {**probe, "fp16": {"zeroed_pct": 0.04, "rel_err_pct": 0.2}}  # nothing lost: not an incident
     assert not incidents.detect_precision(run, base)[0]
     del run["probe"]

@@ -121,7 +121,10 @@ def test_fp16_without_scaler_underflows(lab):
     assert res["reproduced"], res["measured"]
     probe = res["run"]["probe"]
     assert probe["fp16"]["zeroed_pct"] >= 1.0 and probe["fp16 x 65536"]["zeroed_pct"] < 0.1
-    assert probe["max_activation"] < 65504  # underflow, not overflow, at this size
+    assert probe["max_activation"] < 65504  # underflow, not overflow, at this size ...
+    # ... until the loss is scaled: overflow to inf at some power of two above a GradScaler's 2^16 start
+    assert probe["overflow_scale"] > 65536 and probe["overflow_scale"] & (probe["overflow_scale"] - 1) == 0
+    assert "overflows to inf" in res["measured"]
 
 
 def test_dup_data_memorises_the_planted_passage(lab):
