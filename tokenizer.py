@@ -30,6 +30,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import tiktoken
+from tqdm import tqdm
 
 EOT = "<|endoftext|>"
 
@@ -102,10 +103,10 @@ def clean_surrogates(text):
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
-def count_chunks(texts, pattern):
+def count_chunks(texts, pattern, progress=False):
     """Documents -> {chunk bytes: how often it occurs}. Training only ever sees these unique chunks."""
     split, counts = re.compile(pattern), Counter()
-    for text in texts:
+    for text in tqdm(texts, desc="tokenizer: split", unit=" docs", disable=not progress, leave=False):
         counts.update(split.findall(clean_surrogates(text)))
     return {chunk.encode("utf-8"): n for chunk, n in counts.items()}
 
@@ -426,7 +427,7 @@ def train_tokenizer(texts, vocab_size, out_dir, special_tokens=(EOT,), verbose=T
         print(f"warning: {vocab_size:,} tokens do not fit the uint16 token bins prepare.py writes (max 65,536)")
     start, start_cpu = time.perf_counter(), time.process_time()
     pattern = split_pattern()
-    chunks = count_chunks(texts, pattern)
+    chunks = count_chunks(texts, pattern, progress=verbose)  # the regex split: most of the training time
     split_s = time.perf_counter() - start
     merges, _ = train_merges(chunks, n_merges, log=log)
     seconds, cpu_s = time.perf_counter() - start, time.process_time() - start_cpu
