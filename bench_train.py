@@ -12,6 +12,7 @@ model in a bare loop (random tokens, forward, backward, clip, AdamW: nothing els
 
     model FLOP/s = tokens/s x model.flops_per_token()        (6N + 12 L C T, the PaLM / nanoGPT count)
     "CPU MFU"    = model FLOP/s / matmul FLOP/s               (both measured in this run: a ratio)
+    loop cost    = train.py tokens/s / bare-loop tokens/s    (data, logging, the stability monitor)
 
 Shapes:
 - nanogpt: nanoGPT's Shakespeare-char benchmark shape (n_layer=4, n_head=4, n_embd=128, block_size=256,
@@ -20,8 +21,6 @@ Shapes:
   has the parameters of nanoGPT's 4 x 128 GELU MLP; model.py's default would round it up to 512.
   nanoGPT's own figure on this machine (the team's benchmark targets, 2026-11-23): 15,200-15,500 tokens/s in fp32.
 - tiny: config/tiny.py on data/default, the README's quickstart run.
-
-    loop cost    = train.py tokens/s / bare-loop tokens/s    (data, logging, the stability monitor)
 
 tokens/s is the median of train.py's log lines after the first (the first holds the first step, where
 AdamW allocates its states): the time of forward, backward, clipping and the optimizer step, without
@@ -99,7 +98,7 @@ def bare_loop(model_config, batch_size, dtype, steps):
     autocast = torch.autocast("cpu", DTYPE[dtype], enabled=dtype != "float32")
     tokens = torch.randint(0, model_config.vocab_size, (batch_size, model_config.block_size + 1))
     chunk_seconds = []
-    for chunk in range(steps // 10):
+    for _ in range(steps // 10):
         t0 = time.perf_counter()
         for _ in range(10):
             with autocast:

@@ -104,7 +104,8 @@ def encode_prompt(enc, prompt):
 
 
 def stream_text(model, enc, prompt, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
-    """Yield the generated text piece by piece, one piece per token, until <|endoftext|> or the limit.
+    """Yield the generated text piece by piece, one piece per token, until <|endoftext|> or the limit,
+    then the decoder's final flush.
 
     A token is a run of bytes, not of characters: "é" is two bytes and may arrive in two tokens. An
     incremental UTF-8 decoder holds back an unfinished character until its last byte comes; a byte
@@ -116,8 +117,8 @@ def stream_text(model, enc, prompt, max_new_tokens, temperature=1.0, top_k=None,
         token = token.item()
         if token == enc.eot_token:
             break
-        if token < enc.n_vocab:  # the embedding table may be padded beyond the tokenizer's ids
-            yield decoder.decode(enc.decode_single_token_bytes(token))
+        # one piece per token (empty for an id of the padded embedding table beyond the tokenizer's)
+        yield decoder.decode(enc.decode_single_token_bytes(token)) if token < enc.n_vocab else ""
     yield decoder.decode(b"", final=True)
 
 
