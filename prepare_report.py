@@ -1,12 +1,13 @@
 """
 prepare_report.py: what prepare.py prints and writes about a dataset: the summary, report.md, the plots,
-and the contamination check. Every number comes from meta.json, so the report can be rebuilt from it.
+and the benchmark items of the contamination check. Every number comes from meta.json, so the report can
+be rebuilt from it.
 """
 import json
-from collections import Counter
 from pathlib import Path
 
 import dedup
+from common import UserError, write_atomic
 
 
 def strings_in(value):
@@ -20,20 +21,17 @@ def strings_in(value):
     return []
 
 
-def contamination(train_texts, val_items, bench_files, n=13):
-    """13-gram overlap of val documents with train, and of every benchmark item (one .jsonl line) with train."""
-    result = {"n": n, "val": dedup.overlap(train_texts, val_items, n)}
-    for path in bench_files:
-        items = []
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for lineno, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        items.append((f"{Path(path).name}:{lineno}", " ".join(strings_in(json.loads(line)))))
-                    except json.JSONDecodeError:
-                        raise SystemExit(f"{path}:{lineno}: not valid JSON (--contamination)") from None
-        result[str(path)] = dedup.overlap(train_texts, items, n)
-    return result
+def benchmark_items(path):
+    """A benchmark .jsonl -> [(file:line, all its strings joined)]: one item per line."""
+    items = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    items.append((f"{Path(path).name}:{lineno}", " ".join(strings_in(json.loads(line)))))
+                except json.JSONDecodeError:
+                    raise UserError(f"{path}:{lineno}: not valid JSON (--contamination)") from None
+    return items
 
 
 def summary(meta, shown_clusters, shown_near_misses, raw_bytes):
@@ -59,10 +57,14 @@ def summary(meta, shown_clusters, shown_near_misses, raw_bytes):
     lines.append("scripts (share of characters): " +
                  ", ".join(f"{k} {v / total_chars:.1%}" for k, v in sorted(c["scripts"].items(), key=lambda x: -x[1])))
     d = meta["dedup"]
-    sizes = Counter(len(cl) for cl in d.get("clusters", []))
+    sizes = {int(k): v for k, v in d.get("cluster_sizes", {}).items()}
     lines += ["", "## Dedup", f"{d['docs']:,} docs: {d['exact_removed']:,} exact + {d['near_removed']:,} near "
               f"duplicates removed ({(d['exact_removed'] + d['near_removed']) / max(1, d['docs']):.1%}); "
               f"cluster sizes {dict(sorted(sizes.items()))}"]
+    ld = meta["line_dedup"]
+    lines += [f"line dedup: {ld['distinct_lines']:,} distinct lines (>= {ld['min_chars']} normalised characters) "
+              f"occur in >= {ld['min_docs']} documents; {ld['lines_removed']:,} lines removed, "
+              f"{ld['docs_emptied']:,} documents left empty and dropped" if ld["min_docs"] else "line dedup: off"]
     if d.get("bands"):
         lines += [f"MinHash: word {dedup.NGRAM}-grams, {d['num_perm']} permutations, LSH {d['bands']} bands x "
                   f"{d['rows']} rows for Jaccard >= {d['threshold']}; {d['candidates']:,} candidates, "
@@ -82,6 +84,8 @@ def summary(meta, shown_clusters, shown_near_misses, raw_bytes):
     lines += ["", "## Bins", "file                      tokens        bytes   docs  bytes/token"]
     lines += [f"{f:<22} {b['tokens']:>10,} {b['bytes']:>12,} {b['docs']:>6} {b['bytes'] / max(1, b['tokens']):>12.2f}"
               for f, b in meta["bins"].items()]
+    if meta.get("mix_note"):
+        lines.append(meta["mix_note"])
     lines += ["", f"## Contamination ({meta['contamination']['n']}-gram overlap with train)"]
     for name, r in meta["contamination"].items():
         if name != "n":
@@ -89,19 +93,22 @@ def summary(meta, shown_clusters, shown_near_misses, raw_bytes):
                          f"with train; {r['ngram_overlap']:.2%} of their n-grams; worst {r['worst']}")
     lines += ["", f"raw text {raw_bytes / 1e6:.1f} MB -> bins in {meta['seconds']:.1f} s = {meta['raw_mb_per_s']} MB/s "
               "(stages reused from the cache are not recomputed)",
-              "seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in meta["stage_seconds"].items())]
+              f"{meta['shards']} shards, executor {meta['executor']}, {meta['workers']} workers",
+              "stage               seconds      MB   MB/s  shards reused   docs in  docs out  RSS MB (driver/worker)"]
+    for k, v in meta["stages"].items():
+        lines.append(f"{k:<18} {v['seconds']:>8.1f} {v.get('mb', 0):>7.1f} {v.get('mb_per_s', 0):>6.1f} "
+                     f"{v.get('shards', '-'):>7} {v.get('reused', '-'):>6} {v.get('docs_in', '-'):>9} "
+                     f"{v.get('docs_out', '-'):>9}  {v['peak_rss_mb']:.0f}/{v.get('worker_peak_rss_mb', '-')}")
     return lines
 
 
-def plots(out, meta, docs):
-    """PNG plots next to report.md; returns their file names. Matplotlib without a display (Agg); each
-    PNG written atomically, as every output of prepare.py."""
+def plots(out, meta, lengths):
+    """PNG plots next to report.md; returns their file names. lengths: {source: (n,) bytes per document}.
+    Matplotlib without a display (Agg); each PNG written atomically, as every output of prepare.py."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-
-    import prepare  # for its atomic writer
 
     def bar(name, title, labels, values, xlabel):
         fig, ax = plt.subplots(figsize=(7, 0.35 * len(labels) + 1.2))
@@ -109,23 +116,22 @@ def plots(out, meta, docs):
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         fig.tight_layout()
-        prepare.write_atomic(out / name, lambda f: fig.savefig(f, format="png", dpi=80))
+        write_atomic(out / name, lambda f: fig.savefig(f, format="png", dpi=80))
         plt.close(fig)
         return name
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    for s in meta["sources"]:
-        lengths = [len(d["text"]) for d in docs if d["source"] == s]
-        if lengths:
-            ax.hist(np.log10(lengths), bins=40, alpha=0.6, label=f"{s} ({len(lengths)} docs)")
-    ax.set_title("document length per source (after dedup)")
-    ax.set_xlabel("log10 characters")
+    for s, n in lengths.items():
+        if len(n):
+            ax.hist(np.log10(np.maximum(n, 1)), bins=40, alpha=0.6, label=f"{s} ({len(n)} docs)")
+    ax.set_title("document length per source (in the bins)")
+    ax.set_xlabel("log10 bytes")
     ax.legend()
     fig.tight_layout()
-    prepare.write_atomic(out / "doc_lengths.png", lambda f: fig.savefig(f, format="png", dpi=80))
+    write_atomic(out / "doc_lengths.png", lambda f: fig.savefig(f, format="png", dpi=80))
     plt.close(fig)
     c, d = meta["cleaning"], meta["dedup"]
-    sizes = Counter(len(cl) for cl in d.get("clusters", []))
+    sizes = {int(k): v for k, v in d.get("cluster_sizes", {}).items()}
     return ["doc_lengths.png",
             bar("scripts.png", "script (share of characters)", list(c["scripts"]), list(c["scripts"].values()),
                 "characters"),
@@ -137,9 +143,9 @@ def plots(out, meta, docs):
                 "tokens")]
 
 
-def write_report(out, meta, docs, lines):
-    import prepare  # for its atomic writer
-    images = plots(Path(out), meta, docs)
-    text = "\n".join([f"# Dataset report: {out}", "", f"`{meta['command']}`", "", "```"] + lines + ["```", ""]
-                     + [f"![{name}]({name})" for name in images]) + "\n"
-    prepare.write_atomic(Path(out) / "report.md", lambda f: f.write(text.encode()))
+def write_report(folder, meta, lengths, lines, name=None):
+    """report.md (+ plots) into folder; `name` is the dataset's path as the title shows it."""
+    images = plots(Path(folder), meta, lengths)
+    text = "\n".join([f"# Dataset report: {name or folder}", "", f"`{meta['command']}`", "", "```"] + lines
+                     + ["```", ""] + [f"![{i}]({i})" for i in images]) + "\n"
+    write_atomic(Path(folder) / "report.md", text)

@@ -21,7 +21,6 @@ import heapq
 import json
 import os
 import re
-import resource
 import sys
 import tempfile
 import time
@@ -31,6 +30,8 @@ from pathlib import Path
 
 import tiktoken
 from tqdm import tqdm
+
+from common import peak_rss_mb, write_atomic
 
 EOT = "<|endoftext|>"
 
@@ -256,15 +257,6 @@ def show(b):
     return "".join(out)
 
 
-def write_atomic(path, text):
-    path = Path(path)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False) as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(f.name, path)
-
-
 def save_tokenizer(out_dir, pattern, merges, special_names=(EOT,), stats=None):
     """Write tokenizer.json (+ vocab.txt). Specials take the ids after the merges. Returns the path."""
     out_dir = Path(out_dir)
@@ -371,6 +363,28 @@ def decode_reference(ids, spec):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# 4b. Streaming: text too large to hold whole (a 10 GB file read line by line) -> ids, in constant memory
+
+def encode_iterable(enc, pieces, hold=2):
+    """An iterable of strings -> a generator of token ids, the same as enc.encode_ordinary("".join(pieces)).
+    Merges never cross a chunk of the split regex, so all chunks before the last few of what has been read
+    are final and can be encoded; the last `hold` chunks wait for more text, since a piece may end inside
+    a word ("hel" | "lo") or inside a run of spaces whose last space belongs to the next word.
+    Memory: one piece plus `hold` chunks. Our tokenizers only (the pattern must compile with Python's re)."""
+    split = re.compile(enc._pat_str)
+    buffer = ""
+    for piece in pieces:
+        buffer += clean_surrogates(piece)
+        ends = [m.end() for m in split.finditer(buffer)]
+        if len(ends) > hold:
+            cut = ends[-hold - 1]                                      # the end of the last final chunk
+            yield from enc.encode_ordinary(buffer[:cut])
+            buffer = buffer[cut:]
+    if buffer:
+        yield from enc.encode_ordinary(buffer)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # 5. Training from files
 
 def read_text_file(path):
@@ -413,10 +427,6 @@ def read_documents(inputs):
     return texts, skipped
 
 
-def peak_memory_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
 def train_tokenizer(texts, vocab_size, out_dir, special_tokens=(EOT,), verbose=True, log=None):
     """Documents -> a byte-level BPE of vocab_size tokens (256 bytes + merges + specials) saved in out_dir;
     returns the loaded tiktoken.Encoding. Fewer tokens if the text cannot support that many merges."""
@@ -433,7 +443,7 @@ def train_tokenizer(texts, vocab_size, out_dir, special_tokens=(EOT,), verbose=T
     seconds, cpu_s = time.perf_counter() - start, time.process_time() - start_cpu
     stats = {"chunks": sum(chunks.values()), "unique_chunks": len(chunks), "seconds": round(seconds, 2),
              "cpu_seconds": round(cpu_s, 2), "split_seconds": round(split_s, 2),
-             "peak_memory_mb": round(peak_memory_mb())}
+             "peak_memory_mb": round(peak_rss_mb())}
     path = save_tokenizer(out_dir, pattern, merges, special_tokens, stats)
     enc = load_tokenizer(path)
     if verbose and len(merges) < n_merges:
@@ -530,7 +540,7 @@ def compare(texts, sizes, out_dir, sentencepiece=True):
         print(f"encoding with the {largest['n_vocab']:,}-token BPE: tiktoken {fast:.1f} MB/s, reference encoder "
               f"{slow:.2f} MB/s, identical ids: {same}")
     plot_compare(rows, n_bytes, out_dir / "compare.png")
-    print(f"peak memory {peak_memory_mb():,.0f} MB; wrote {out_dir / 'compare.png'}")
+    print(f"peak memory {peak_rss_mb():,.0f} MB; wrote {out_dir / 'compare.png'}")
     return rows
 
 

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 import prepare
+import sources
 import tokenizer
+from common import UserError, write_atomic
 
 WORDS = ("the of and to in that have with be it for not on as he she they we you this but his her from by "
          "king queen lord lady night day heart blood love death crown sword castle river forest winter "
@@ -129,7 +131,9 @@ def test_rerun_reuses_stages_and_gives_the_same_bins(built, capsys):
     tmp_path, out, meta = built
     run(tmp_path, out="again")
     printed = capsys.readouterr().out
-    assert "clean: reusing" in printed and "dedup: reusing" in printed and "tokenizer: reusing" in printed
+    n = meta["shards"]
+    assert f"{n} shards ({n} reused from the cache)" in printed
+    assert "dedup: reusing" in printed and "tokenizer: reusing" in printed
     for name in meta["bins"]:
         assert (out / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
 
@@ -142,18 +146,20 @@ def test_given_tokenizer_is_used(built):
         (out / "tokenizer" / "tokenizer.json").read_bytes()
 
 
-def test_a_crash_before_the_end_leaves_no_meta_json(built, monkeypatch):
+def test_a_crash_before_the_end_leaves_the_old_dataset_intact(built, monkeypatch):
     tmp_path, out, meta = built
     run(tmp_path, out="crashed")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "crashed").iterdir() if p.is_file()}
 
     def crash(*args):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(prepare.report, "write_report", crash)         # dies after the bins, before meta.json
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path, out="crashed")
-    assert not (tmp_path / "crashed" / "meta.json").exists()            # so the dataset reads as unfinished
-    assert not [p for p in (tmp_path / "crashed").iterdir() if p.name.startswith(".")]
+        run(tmp_path, "--seed", "7", out="crashed")                      # a different dataset, never published
+    after = {p.name: p.read_bytes() for p in (tmp_path / "crashed").iterdir() if p.is_file()}
+    assert after == before and "meta.json" in after
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".crashed") or p.name.endswith(".lock")]
 
 
 def test_no_clean_and_skip_rule(built):
@@ -190,7 +196,7 @@ def test_write_atomic_never_leaves_half_a_file(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        prepare.write_atomic(target, crash)
+        write_atomic(target, crash)
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["train.bin"]
 
 
@@ -198,7 +204,7 @@ def test_huge_text_file_is_streamed_in_pieces(tmp_path):
     text = "\n\n".join(prose(k) for k in range(6))
     (tmp_path / "big.txt").write_text(text)
     stats = {}
-    pieces = list(prepare.text_file_docs(tmp_path / "big.txt", "big", stats, max_doc_bytes=1500))
+    pieces = list(sources.text_file_docs(tmp_path / "big.txt", "big", stats, max_doc_bytes=1500))
     assert len(pieces) > 1 and stats["huge_pieces"] == len(pieces)
     assert "".join(p["text"] for p in pieces) == text                    # cut at blank lines, nothing lost
     assert all(len(p["text"].encode()) <= 2 * 1500 for p in pieces)
@@ -228,9 +234,9 @@ def bad_inputs(tmp_path):
 @pytest.mark.parametrize("case", range(8))
 def test_bad_input_gives_a_one_line_error_and_writes_nothing(tmp_path, case):
     argv, error = bad_inputs(tmp_path)[case]
-    with pytest.raises(SystemExit, match=error) as e:
+    with pytest.raises(UserError, match=error) as e:
         prepare.main(argv + ["--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")])
-    assert "\n" not in str(e.value.code)
+    assert "\n" not in str(e.value)
     assert not (tmp_path / "out").exists()
 
 
@@ -241,8 +247,9 @@ def test_missing_optional_package_is_named(tmp_path, monkeypatch, module, file):
     for name in [module, f"{module}.parquet"]:
         monkeypatch.setitem(sys.modules, name, None)                      # import now raises ImportError
     argv = ["--input", str(tmp_path / file)] if file else ["--hf", "some/dataset"]
-    with pytest.raises(SystemExit, match=f"needs the {module} package"):
-        prepare.main(argv + ["--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")])
+    with pytest.raises(UserError, match=f"needs the {module} package"):                # --workers 1: in this
+        prepare.main(argv + ["--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),  # process,
+                             "--workers", "1"])                                            # where the patch holds
 
 
 @pytest.mark.parametrize("file", ["a.jsonl.zst", "b.parquet"])
@@ -260,9 +267,10 @@ def test_compressed_jsonl_and_parquet(tmp_path, file):
         pq.write_table(pyarrow.table({"text": texts, "n": [1, 2, 3]}), tmp_path / file)
         (tmp_path / "bad.parquet").write_bytes(b"not parquet")
     stats = {}
-    docs = list(prepare.path_docs(tmp_path / file, "s", stats, prepare.parse_args([])))
+    opts = {"max_doc_mb": 16, "text_field": "text"}
+    docs = list(sources.path_docs(tmp_path / file, "s", stats, opts))
     assert [d["text"] for d in docs] == texts and stats["files"] == 1
     assert len({d["name"] for d in docs}) == len(texts)
     bad = "bad." + file.split(".", 1)[1]
-    with pytest.raises(SystemExit, match=f"{bad}: cannot read it"):
-        list(prepare.path_docs(tmp_path / bad, "s", {}, prepare.parse_args([])))
+    with pytest.raises(UserError, match=f"{bad}: cannot read it"):
+        list(sources.path_docs(tmp_path / bad, "s", {}, opts))

