@@ -18,7 +18,7 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) prepare.py
 	$(PY) train.py config/tiny.py
-	$(PY) sample.py --ckpt out/tiny --num-samples 2 --max-new-tokens 200
+	$(PY) sample.py --ckpt out/tiny --prompt "ROMEO:" --prompt "def " --max-new-tokens 200
 
 test: venv
 	$(PY) -m pytest -q tests

@@ -26,8 +26,10 @@ ROOT = Path(__file__).resolve().parent
 # errors a user can act on
 
 
-class UserError(Exception):
-    """Bad input or a refused operation: the CLI prints the message on one line, with no traceback."""
+class UserError(SystemExit):
+    """Bad input or a refused operation: the CLI prints the message on one line, with no traceback.
+    A SystemExit, so a script that never calls cli() still ends with the one line (and exit code 1),
+    and `except Exception` in a retry loop does not swallow it."""
 
 
 def cli(main, argv=None):
@@ -208,3 +210,20 @@ def save_figure(fig, path, dpi=80):
     fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
     write_atomic(path, buffer.getvalue())
+
+
+def release_freed_memory():
+    """Make RSS follow live tensors. glibc serves allocations under 32 MiB from heaps it rarely returns,
+    so RSS would count freed tensors too (the CPU twin of CUDA's "reserved" memory). Above 64 KiB every
+    allocation then gets its own mmap, which free() unmaps. Costs speed: every tensor gets fresh pages."""
+    import ctypes
+    M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 65536)
+    except (OSError, AttributeError):  # not glibc: freed memory may stay counted (the peak is an upper bound)
+        pass
+
+
+def mfu(tokens_per_s, peak_flops, flops_per_token):
+    """Model FLOPs utilisation: the fraction of the device's peak that the model's own arithmetic uses."""
+    return tokens_per_s * flops_per_token / peak_flops

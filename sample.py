@@ -17,11 +17,12 @@ its way of saying the document is over.
 import argparse
 import codecs
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
+from checkpoint import find_checkpoint
+from common import UserError, cli
 from model import GPT, GPTConfig
 from tokenizer import load_tokenizer, tokenizer_hash
 
@@ -29,55 +30,19 @@ from tokenizer import load_tokenizer, tokenizer_hash
 # loading a run
 
 
-def find_checkpoint(path):
-    """A checkpoint file, or a run dir -> its newest intact ckpt_*.pt (else best.pt), with the loaded dict.
-    Checkpoint names carry a zero-padded step (ckpt_0000500.pt), so sorting by name sorts by step."""
-    path = Path(path)
-    if not path.exists():
-        raise SystemExit(f"{path}: no such checkpoint file or run directory")
-    if path.is_file() or (path / ".metadata").is_file():
-        return path, read_checkpoint(path)
-    candidates = sorted(path.glob("ckpt_*.pt"), reverse=True) + [path / "best.pt"]
-    candidates += sorted((p for p in path.glob("ckpt_*") if (p / ".metadata").is_file()), reverse=True)
-    for candidate in candidates:
-        if candidate.exists():
-            try:
-                return candidate, read_checkpoint(candidate)
-            except SystemExit as error:  # a file cut short by a crash: an older one may still be whole
-                print(f"{error}; trying an older checkpoint", file=sys.stderr)
-    raise SystemExit(f"{path}: no readable checkpoint (ckpt_*.pt or best.pt) in this run directory")
-
-
-def read_checkpoint(path):
-    """torch.load with a one-line error; a sharded directory (zero/fsdp runs) is consolidated in memory."""
-    path = Path(path)
-    try:
-        if path.is_dir():
-            from parallel import consolidate  # imported only here: it pulls in torch.distributed
-            with tempfile.TemporaryDirectory() as tmp:
-                return consolidate(str(path), str(Path(tmp) / "ckpt.pt"))
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise SystemExit(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
-    missing = [key for key in ("model", "model_config", "tokenizer_hash") if key not in ckpt]
-    if not isinstance(ckpt, dict) or missing:
-        raise SystemExit(f"{path}: not a train.py checkpoint (missing {', '.join(missing) or 'everything'})")
-    return ckpt
-
-
 def load_run(path, device="cpu"):
     """(model in eval mode on device, tiktoken Encoding, checkpoint dict) for a checkpoint file or run dir."""
     ckpt_path, ckpt = find_checkpoint(path)
     tok_dir = ckpt_path.parent / "tokenizer"
     if not (tok_dir / "tokenizer.json").is_file():
-        raise SystemExit(f"{tok_dir}: missing; train.py copies the dataset's tokenizer there")
+        raise UserError(f"{tok_dir}: missing; train.py copies the dataset's tokenizer there")
     try:
         found = tokenizer_hash(tok_dir)
         enc = load_tokenizer(tok_dir)
     except ValueError as error:
-        raise SystemExit(str(error)) from None
+        raise UserError(str(error)) from None
     if found != ckpt["tokenizer_hash"]:
-        raise SystemExit(f"{tok_dir}: tokenizer hash {found[:12]}... != the checkpoint's "
+        raise UserError(f"{tok_dir}: tokenizer hash {found[:12]}... != the checkpoint's "
                          f"{ckpt['tokenizer_hash'][:12]}... ({ckpt_path} was trained with another tokenizer)")
     config = GPTConfig(**ckpt["model_config"])
     if torch.device(device).type != "cuda":
@@ -88,7 +53,7 @@ def load_run(path, device="cpu"):
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
-        raise SystemExit(f"{ckpt_path}: weights do not fit its model_config ({str(error).splitlines()[0]})")
+        raise UserError(f"{ckpt_path}: weights do not fit its model_config ({str(error).splitlines()[0]})")
     ckpt["path"] = str(ckpt_path)
     return model.to(device).eval(), enc, ckpt
 
@@ -134,7 +99,8 @@ def generate_text(model, enc, prompt, max_new_tokens, **options):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Generate text from a train.py checkpoint.")
     parser.add_argument("--ckpt", required=True, help="a checkpoint file or a run dir (its newest checkpoint)")
-    parser.add_argument("--prompt", default="", help="text to continue (default: a new document)")
+    parser.add_argument("--prompt", action="append", help="text to continue (default: a new document); "
+                        "repeat it for several prompts, --num-samples each")
     parser.add_argument("--prompt-file", help="read the prompt from this file instead")
     parser.add_argument("--num-samples", type=int, default=1)
     parser.add_argument("--max-new-tokens", type=int, default=200)
@@ -147,19 +113,23 @@ def main(argv=None):
     if args.temperature < 0 or (args.top_p is not None and not 0 < args.top_p <= 1) or \
             (args.top_k is not None and args.top_k < 1):
         parser.error("want temperature >= 0, top_k >= 1, 0 < top_p <= 1")
-    prompt = args.prompt
+    if args.max_new_tokens < 0 or args.num_samples < 0:
+        parser.error("want --max-new-tokens >= 0 and --num-samples >= 0")
+    prompts = args.prompt or [""]
     if args.prompt_file:
         try:
-            prompt = Path(args.prompt_file).read_text(encoding="utf-8")
+            prompts = [Path(args.prompt_file).read_text(encoding="utf-8")]
         except (OSError, UnicodeDecodeError) as error:
-            raise SystemExit(f"{args.prompt_file}: cannot read the prompt ({type(error).__name__})") from None
+            raise UserError(f"{args.prompt_file}: cannot read the prompt ({type(error).__name__})") from None
+    # a terminal or pipe that cannot show some character gets "?" for it, not a UnicodeEncodeError mid-sample
+    sys.stdout.reconfigure(errors="replace")
 
     model, enc, ckpt = load_run(args.ckpt, args.device)
     print(f"{ckpt['path']}: step {ckpt.get('step', '?')}, {model.num_params():,} parameters, "
           f"vocab {enc.n_vocab}", file=sys.stderr)
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
-    for i in range(args.num_samples):
-        print(f"---------- sample {i + 1}", file=sys.stderr, flush=True)
+    for i, prompt in [(i, p) for p in prompts for i in range(args.num_samples)]:
+        print(f"---------- sample {i + 1}, prompt {prompt!r}", file=sys.stderr, flush=True)
         print(prompt, end="", flush=True)
         pieces = 0  # one per generated token, plus the decoder's final flush
         for piece in stream_text(model, enc, prompt, args.max_new_tokens, args.temperature, args.top_k,
@@ -172,4 +142,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli(main))

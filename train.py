@@ -15,19 +15,25 @@ stays a string). An unknown key or a value of the wrong type is an error.
 
 The run directory (out_dir) gets config.json, metrics.jsonl, tokenizer/ (a copy of the dataset's),
 ckpt_{step:07d}.pt every checkpoint_interval steps and at the end, best.pt, and events/ (batches that
-tripped the stability monitor).
+tripped the stability monitor). One train.py at a time per out_dir (out_dir.lock); a fresh run clears
+an old run's outputs only after its config, dataset and model have been checked. SIGTERM (a preempted
+cloud GPU, a scheduler's stop) saves a checkpoint and ends with status "preempted"; exit codes: 0
+finished, 1 diverged, 143 preempted (resume with --resume), 2 an error.
+
+This file is the loop and what it needs on one page: config -> LR schedule -> data -> setup -> step ->
+eval -> loop. Its neighbours hold the rest: model.py the GPT, parallel.py the processes, checkpoint.py
+saving and loading, monitor.py spike detection / rollback / fault injection, range_test.py the LR range
+test, plan.py what a config costs before it runs.
 """
 import ast
-import builtins
 import contextlib
 import dataclasses
 import difflib
+import hashlib
 import json
 import math
-import os
-import random
-import resource
 import shutil
+import signal
 import sys
 import textwrap
 import time
@@ -38,11 +44,14 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
-from model import GPT, GPTConfig, device_peak_flops, mfu
-from parallel import init_distributed, load_sharded, make_optimizer, save_sharded, set_gradient_sync, shutdown, \
-    wrap_model
+import checkpoint
+import monitor
+from common import UserError, cli, dataset_path, device_peak_flops, mfu, peak_rss_mb, release_lock, run_lock, \
+    write_atomic, write_json
+from model import GPT, GPTConfig
+from parallel import barrier, init_distributed, make_optimizer, set_gradient_sync, shutdown, wrap_model
+from range_test import range_test_over, range_test_report
 from tokenizer import load_tokenizer
 
 # -----------------------------------------------------------------------------
@@ -95,7 +104,7 @@ max_iters = 1000                  # optimizer steps in the run
 dtype = "bfloat16"                # "float32" | "bfloat16" | "float16" (autocast; fp16 uses a GradScaler)
 fp16_no_scaler = False            # unsafe on purpose (the incident lab): float16 without a GradScaler
 device = "auto"                   # "auto" (cuda if available) | "cpu" | "cuda" | "cuda:1"
-compile = False                   # torch.compile the model
+compile_model = False             # torch.compile the model
 seed = 1337                       # init and data order; the batches depend on (seed, step) only
 # stability monitor
 spike_policy = "warn"             # "warn" | "skip" (drop the update) | "rollback" (to the last checkpoint)
@@ -158,18 +167,21 @@ def get_config(argv):
             if not Path(arg).is_file():
                 raise SystemExit(f"{arg}: no such config file")
             scope = dict(config)
-            exec(builtins.compile(Path(arg).read_text(), arg, "exec"), scope)  # `compile` is a config key
+            exec(compile(Path(arg).read_text(), arg, "exec"), scope)
             for key, value in scope.items():
                 if not key.startswith("_") and isinstance(value, (bool, int, float, str)):
                     set_key(config, key, value, arg)
     cfg = SimpleNamespace(**config)
-    cfg.lr_decay_iters = cfg.lr_decay_iters or cfg.max_iters
     for key, allowed in [("lr_schedule", ("cosine", "wsd", "constant", "range_test")),
                          ("optimizer", ("adamw", "sgd")), ("dtype", ("float32", "bfloat16", "float16")),
                          ("spike_policy", ("warn", "skip", "rollback")),
                          ("inject_bad_batch_kind", ("random", "constant"))]:
         if getattr(cfg, key) not in allowed:
             raise SystemExit(f"config: {key}={getattr(cfg, key)!r}, expected one of {allowed}")
+    for key in ("batch_size", "block_size", "gradient_accumulation_steps", "log_interval", "eval_interval",
+                "eval_iters", "checkpoint_interval", "keep_last"):
+        if getattr(cfg, key) < 1:  # checked before anything in out_dir is touched
+            raise SystemExit(f"config: {key}={getattr(cfg, key)} must be at least 1")
     return cfg
 
 
@@ -179,6 +191,7 @@ def get_config(argv):
 
 def get_lr(step, cfg):
     """The learning rate of optimizer step `step` (0-based)."""
+    decay_iters = cfg.lr_decay_iters or cfg.max_iters
     # 0) the LR range test: no warmup, min_lr growing exponentially to learning_rate at the last step
     if cfg.lr_schedule == "range_test":
         return cfg.min_lr * (cfg.learning_rate / cfg.min_lr) ** (step / max(1, cfg.max_iters - 1))
@@ -186,19 +199,19 @@ def get_lr(step, cfg):
     if step < cfg.warmup_iters:
         return cfg.learning_rate * (step + 1) / (cfg.warmup_iters + 1)
     # 2) after the decay: stay at the floor
-    if step >= cfg.lr_decay_iters or cfg.lr_schedule == "constant":
+    if step >= decay_iters or cfg.lr_schedule == "constant":
         return cfg.learning_rate if cfg.lr_schedule == "constant" else cfg.min_lr
     if cfg.lr_schedule == "cosine":
         # 3) cosine from lr (end of warmup) to min_lr (lr_decay_iters)
-        progress = (step - cfg.warmup_iters) / (cfg.lr_decay_iters - cfg.warmup_iters)
+        progress = (step - cfg.warmup_iters) / (decay_iters - cfg.warmup_iters)
         return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (cfg.learning_rate - cfg.min_lr)
     # 4) WSD: flat at lr, then the last decay_frac of the steps fall to min_lr as 1 - sqrt(progress).
     # 1-sqrt drops fast at first and then lingers near the floor; Hägele et al. (2024) found it beats a
     # linear anneal of the same length, and a run can be extended by branching before the decay.
-    decay_start = cfg.lr_decay_iters - max(1, round(cfg.decay_frac * cfg.lr_decay_iters))
+    decay_start = decay_iters - max(1, round(cfg.decay_frac * decay_iters))
     if step < decay_start:
         return cfg.learning_rate
-    progress = (step - decay_start) / (cfg.lr_decay_iters - decay_start)
+    progress = (step - decay_start) / (decay_iters - decay_start)
     return cfg.min_lr + (1 - math.sqrt(progress)) * (cfg.learning_rate - cfg.min_lr)
 
 
@@ -225,17 +238,13 @@ def read_windows(path, starts, length):
     return torch.from_numpy(np.stack([data[s:s + length] for s in starts]).astype(np.int64))
 
 
-def train_rows(cfg, data_dir, data_step, first, count):
+def train_rows(ctx, data_step, first, count):
     """(count, T + 1) int64 rows first..first+count of data step data_step's global batch, and their offsets."""
-    n = len(np.memmap(data_dir / "train.bin", dtype=np.uint16, mode="r"))
-    starts = window_starts(n, cfg.block_size, cfg.rows_per_step, [cfg.seed, 0, data_step])[first:first + count]
-    xy = read_windows(data_dir / "train.bin", starts, cfg.block_size + 1)
-    if data_step == cfg.inject_bad_batch_step:  # fault injection: the whole global batch is poisoned
-        rng = np.random.default_rng([cfg.seed, 2, data_step])
-        poison = torch.from_numpy(rng.integers(0, cfg.vocab_size, size=(cfg.rows_per_step, cfg.block_size + 1)))
-        constant = torch.full_like(xy, int(poison[0, 0]))
-        xy = poison[first:first + count] if cfg.inject_bad_batch_kind == "random" else constant
-    return xy, starts
+    path, T = ctx.data_dir / "train.bin", ctx.cfg.block_size
+    n = len(np.memmap(path, dtype=np.uint16, mode="r"))
+    starts = window_starts(n, T, ctx.rows_per_step, [ctx.cfg.seed, 0, data_step])[first:first + count]
+    xy = read_windows(path, starts, T + 1)
+    return monitor.poison_batch(ctx.cfg, xy, data_step, first, count, ctx.rows_per_step, ctx.model_config.vocab_size), starts
 
 
 def to_device(xy, device):
@@ -246,253 +255,84 @@ def to_device(xy, device):
 
 
 # -----------------------------------------------------------------------------
-# checkpoints: written atomically, so a kill at any moment leaves the previous one intact
-#
-# A checkpoint is out_dir/ckpt_{step:07d}.pt written by rank 0, or with zero/fsdp a directory
-# out_dir/ckpt_{step:07d}/ that every rank writes its shards into (parallel.save_sharded). Both hold the
-# same metadata: model_config, scaler, step, rng (one state per rank), data_state, monitor, config,
-# tokenizer_hash, time_s.
-
-
-def write_atomic(path, text):
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def save_atomic(obj, path, slow=0.0):
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    time.sleep(slow)  # inject_slow_save: a window in which the tests kill -9 us
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
-    os.fsync(dir_fd)
-    os.close(dir_fd)
-
-
-def rng_states():
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def set_rng_states(state):
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(ctx, name):
-    """out_dir/NAME.pt, or the directory out_dir/NAME when sharded. Every rank calls it."""
-    run = ctx.run
-    rng = [rng_states()]
-    if ctx.world_size > 1:
-        rng = [None] * ctx.world_size
-        dist.all_gather_object(rng, rng_states())
-    extra = {"model_config": dataclasses.asdict(ctx.model_config), "scaler": ctx.scaler.state_dict(),
-             "step": run.step, "rng": rng, "config": vars(ctx.cfg), "tokenizer_hash": ctx.tok_hash,
-             "data_state": {"data_step": run.data_step, "lr_cut_until": run.lr_cut_until,
-                            "rollbacks": run.rollbacks},
-             "monitor": {"losses": list(run.losses), "norms": list(run.norms)}, "time_s": elapsed(ctx)}
-    if ctx.sharded:
-        save_sharded(ctx.out_dir / name, ctx.wrapped, ctx.optimizer, extra)
-    elif ctx.rank == 0:
-        extra.update(model=ctx.raw.state_dict(), optimizer=ctx.optimizer.state_dict())
-        save_atomic(extra, ctx.out_dir / f"{name}.pt", ctx.cfg.inject_slow_save)
-    if ctx.world_size > 1:
-        dist.barrier()  # nobody reads (a rollback) before the rename
-
-
-def checkpoints(ctx):
-    """This run's complete checkpoints, oldest first (a .tmp left by a kill does not match)."""
-    if ctx.sharded:
-        return sorted(p for p in ctx.out_dir.glob("ckpt_*") if (p / ".metadata").is_file())
-    return sorted(ctx.out_dir.glob("ckpt_*.pt"))
-
-
-def prune_checkpoints(ctx):
-    if ctx.rank == 0:
-        for path in checkpoints(ctx)[:-ctx.cfg.keep_last]:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-
-
-def newest_checkpoint(ctx):
-    """(path, metadata) of the newest checkpoint that loads, or (None, None); skips broken ones.
-    For a .pt file the metadata is the whole checkpoint; for a directory, rank 0's extra."""
-    for path in reversed(checkpoints(ctx)):
-        try:
-            return path, torch.load(path / "extra_rank0.pt" if path.is_dir() else path, map_location="cpu",
-                                    weights_only=False)
-        except Exception as error:  # a truncated file from a crash before atomic writes, a bad disk
-            print(f"{path}: unreadable ({type(error).__name__}), trying an older checkpoint")
-    return None, None
-
-
-def check_compatible(ckpt, model_config, tok_hash, path):
-    """Resuming with another model shape or tokenizer is an error, not a silent mess."""
-    theirs, ours = ckpt["model_config"], dataclasses.asdict(model_config)
-    diff = [f"{k}={theirs.get(k)!r} (now {ours[k]!r})" for k in ours
-            if k not in ("activation_checkpointing", "kernels") and theirs.get(k) != ours[k]]
-    if diff:
-        raise SystemExit(f"{path}: checkpoint model differs from the config: {', '.join(diff)}")
-    if ckpt["tokenizer_hash"] != tok_hash:
-        raise SystemExit(f"{path}: checkpoint tokenizer hash {ckpt['tokenizer_hash']} != the dataset's "
-                         f"{tok_hash}: this run was trained with another tokenizer")
-
-
-def restore(ctx, path, ckpt):
-    """Load model, optimizer, scaler, RNG and the loop's state from a checkpoint (every rank)."""
-    check_compatible(ckpt, ctx.model_config, ctx.tok_hash, path)
-    if path.is_dir():
-        ckpt = load_sharded(path, ctx.wrapped, ctx.optimizer)
-    else:
-        ctx.raw.load_state_dict(ckpt["model"])
-        ctx.optimizer.load_state_dict(ckpt["optimizer"])
-    if ckpt["scaler"]:
-        ctx.scaler.load_state_dict(ckpt["scaler"])
-    rng = ckpt["rng"]
-    set_rng_states(rng[ctx.rank] if len(rng) == ctx.world_size else rng[0])
-    run, data = ctx.run, ckpt["data_state"]
-    run.step, run.data_step = ckpt["step"], data["data_step"]
-    run.lr_cut_until, run.rollbacks = data["lr_cut_until"], data["rollbacks"]
-    run.losses = deque(ckpt["monitor"]["losses"], maxlen=ctx.cfg.spike_window)
-    run.norms = deque(ckpt["monitor"]["norms"], maxlen=ctx.cfg.spike_window)
-    return ckpt
-
-
-# -----------------------------------------------------------------------------
-# the stability monitor
-
-
-def check_stability(loss, grad_norm, history, cfg, scaler_on):
-    """(anomaly, detail) for one step's loss and pre-clip gradient norm; anomaly is None when healthy.
-
-    history = (losses, norms): deques of the last spike_window HEALTHY steps. An anomaly is not added,
-    so one bad step cannot widen the band that judges the next.
-    """
-    losses, norms = history
-    if not math.isfinite(loss) or (not math.isfinite(grad_norm) and not scaler_on):
-        return "nan", f"loss {loss}, grad norm {grad_norm}"
-    if not math.isfinite(grad_norm):  # fp16: the GradScaler skips this update and lowers its scale itself
-        return None, ""
-    if len(losses) >= cfg.spike_burnin:
-        mean, std, median = float(np.mean(losses)), float(np.std(losses)), float(np.median(norms))
-        if loss > mean + cfg.spike_sigma * std:
-            return "spike", f"loss {loss:.4f} > mean {mean:.4f} + {cfg.spike_sigma:g} x std {std:.4f}"
-        if grad_norm > cfg.grad_explosion_factor * median:
-            return "grad_explosion", (f"grad norm {grad_norm:.4g} > {cfg.grad_explosion_factor:g} x "
-                                      f"median {median:.4g}")
-    losses.append(loss)
-    norms.append(grad_norm)
-    return None, ""
-
-
-@torch.no_grad()
-def dump_batch(ctx, step, data_step, max_rows=32):
-    """The first rows of the global batch that tripped the monitor, worst row first: offset, loss, ids,
-    text. Every rank runs the forward (FSDP needs them all), rank 0 writes out_dir/events/."""
-    xy, starts = train_rows(ctx.cfg, ctx.data_dir, data_step, 0, min(max_rows, ctx.cfg.rows_per_step))
-    x, y = to_device(xy, ctx.device)
-    with ctx.autocast:
-        logits, _ = ctx.model(x)  # (B, T, vocab)
-    row_loss = F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none").mean(1).tolist()  # (B,)
-    if ctx.rank != 0:
-        return None
-    rows = [{"row": i, "start": int(starts[i]), "loss": row_loss[i], "tokens": xy[i].tolist(),
-             "text": ctx.enc.decode([t for t in xy[i].tolist() if t < ctx.enc.n_vocab])}
-            for i in sorted(range(len(starts)), key=lambda i: -row_loss[i])]
-    path = ctx.out_dir / "events" / f"batch_{step:07d}_data{data_step:07d}.json"
-    path.parent.mkdir(exist_ok=True)
-    write_atomic(path, json.dumps({"step": step, "data_step": data_step, "rows": rows}, indent=1))
-    return str(path)
-
-
-# -----------------------------------------------------------------------------
-# setup: processes, device, dataset, run directory, model, optimizer
+# setup: processes, device, dataset, model, optimizer (nothing on disk changes here)
 
 
 def read_dataset(cfg):
     """(data_dir, meta.json, the val bins present) after checking the bins are long enough."""
-    data_dir = Path(cfg.dataset) if "/" in cfg.dataset else Path("data") / cfg.dataset
+    data_dir = dataset_path(cfg.dataset)
     meta_path = data_dir / "meta.json"
     if not meta_path.is_file():
-        raise SystemExit(f"{meta_path}: no such file (build the dataset with `python prepare.py`)")
-    meta = json.loads(meta_path.read_text())
-    bins = ["train.bin"] + sorted(b for b in meta["bins"] if b.startswith("val") and b.endswith(".bin"))
+        raise UserError(f"{meta_path}: no such file (build the dataset with `python prepare.py`)")
+    try:
+        meta = json.loads(meta_path.read_text())
+        bins = ["train.bin"] + sorted(b for b in meta["bins"] if b.startswith("val") and b.endswith(".bin"))
+    except (ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{meta_path}: not a prepare.py meta.json ({type(error).__name__}: {error})") from None
     for name in bins:
         path = data_dir / name
         if not path.is_file() or path.stat().st_size // 2 <= cfg.block_size + 1:
-            raise SystemExit(f"{path}: missing or shorter than block_size + 1 = {cfg.block_size + 1} tokens")
+            raise UserError(f"{path}: missing or shorter than block_size + 1 = {cfg.block_size + 1} tokens")
     return data_dir, meta, bins[1:]
 
 
-def start_run_dir(ctx, tok_dir):
-    """Rank 0: a fresh out_dir (an earlier run's outputs removed), the tokenizer copied, config.json."""
-    out = ctx.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    if not ctx.cfg.resume:
-        old = [*out.glob("ckpt_*"), *out.glob("best*"), *out.glob("metrics.jsonl"), out / "events", out / "tb"]
-        old = [p for p in old if p.exists()]
-        if old:
-            print(f"{out}: starting fresh, removing {len(old)} outputs of an earlier run (--resume continues it)")
-        for path in old:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    for tmp in out.glob("*.tmp"):  # left by a kill during a save
-        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-    shutil.copytree(tok_dir, out / "tokenizer", dirs_exist_ok=True)
-    write_atomic(out / "config.json", json.dumps(vars(ctx.cfg), indent=1))
+def dataset_hash(meta):
+    """What a resume must find unchanged besides the tokenizer: every bin's tokens, bytes and documents.
+    (Another dataset with the same tokenizer would silently change the data and the val loss.)"""
+    bins = {name: [info.get("tokens"), info.get("bytes"), info.get("docs")] for name, info in meta["bins"].items()}
+    return hashlib.sha256(json.dumps(bins, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def setup(cfg):
-    """Everything the loop needs, in one namespace: ctx."""
-    rank, local_rank, world_size = init_distributed(cfg.dist_timeout_s)
-    name = cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(f"cuda:{local_rank}" if name == "cuda" else name)
+def batch_shape(cfg, world_size):
+    """(micro-batches per step, rows per global batch): tokens_per_step, if set, decides the accumulation."""
+    accum = cfg.gradient_accumulation_steps
     if cfg.tokens_per_step:  # accumulate micro-batches until one step sees tokens_per_step tokens
         per_micro = cfg.batch_size * cfg.block_size * world_size
         if cfg.tokens_per_step % per_micro:
-            raise SystemExit(f"config: tokens_per_step={cfg.tokens_per_step} is not a multiple of batch_size x "
-                             f"block_size x processes = {per_micro}")
-        cfg.gradient_accumulation_steps = cfg.tokens_per_step // per_micro
-    cfg.world_size, cfg.rows_per_step = world_size, cfg.batch_size * cfg.gradient_accumulation_steps * world_size
+            raise UserError(f"config: tokens_per_step={cfg.tokens_per_step} is not a multiple of batch_size x "
+                            f"block_size x processes = {per_micro}")
+        accum = cfg.tokens_per_step // per_micro
+    return accum, cfg.batch_size * accum * world_size
+
+
+def setup(cfg):
+    """Everything the loop needs, in one namespace: ctx. Derived values (world size, accumulation, rows
+    per step, the dataset's vocab size) live here, never written back into cfg, so config.json stays
+    the config that was asked for."""
     if cfg.fp16_no_scaler and cfg.dtype != "float16":
-        raise SystemExit(f"config: fp16_no_scaler=True needs dtype='float16' (dtype is {cfg.dtype!r})")
+        raise UserError(f"config: fp16_no_scaler=True needs dtype='float16' (dtype is {cfg.dtype!r})")
     data_dir, meta, val_bins = read_dataset(cfg)
-    cfg.vocab_size = cfg.vocab_size or meta["vocab_size"]
-    if cfg.vocab_size < meta["vocab_size"]:
-        raise SystemExit(f"config: vocab_size={cfg.vocab_size} < the dataset's {meta['vocab_size']}")
-    tok_dir = data_dir / meta["tokenizer"]
-    ctx = SimpleNamespace(cfg=cfg, rank=rank, world_size=world_size, device=device, data_dir=data_dir,
-                          meta=meta, val_bins=val_bins, enc=load_tokenizer(tok_dir),
-                          tok_hash=meta["tokenizer_hash"], out_dir=Path(cfg.out_dir), t_start=time.time(),
-                          time_offset=0.0, sharded=bool(cfg.zero or cfg.fsdp), sinks=[])
-    if rank == 0:
-        start_run_dir(ctx, tok_dir)
-        print_config(cfg)
-        ctx.sinks = open_sinks(cfg)
+    vocab_size = cfg.vocab_size or meta["vocab_size"]
+    if vocab_size < meta["vocab_size"]:
+        raise UserError(f"config: vocab_size={vocab_size} < the dataset's {meta['vocab_size']}")
+    try:  # an invalid shape (n_head not dividing n_embd...) fails here, before out_dir is touched
+        model_config = GPTConfig(**{**{k: getattr(cfg, k) for k in MODEL_KEYS}, "vocab_size": vocab_size})
+    except ValueError as error:
+        raise UserError(f"config: {error}") from None
+    rank, local_rank, world_size = init_distributed(cfg.dist_timeout_s)
+    name = cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(f"cuda:{local_rank}" if name == "cuda" else name)
+    accum, rows_per_step = batch_shape(cfg, world_size)
+    ctx = SimpleNamespace(cfg=cfg, rank=rank, world_size=world_size, device=device, accum=accum,
+                          rows_per_step=rows_per_step, data_dir=data_dir, meta=meta, val_bins=val_bins,
+                          tok_dir=data_dir / meta["tokenizer"], tok_hash=meta["tokenizer_hash"],
+                          data_hash=dataset_hash(meta), out_dir=Path(cfg.out_dir), t_start=time.time(),
+                          time_offset=0.0, sharded=bool(cfg.zero or cfg.fsdp), sinks=[], lock=None,
+                          model_config=model_config)
+    ctx.enc = load_tokenizer(ctx.tok_dir)
     # the model: same seed on every rank, so every rank starts from the same weights
     torch.manual_seed(cfg.seed)
-    ctx.model_config = GPTConfig(**{k: getattr(cfg, k) for k in MODEL_KEYS})
-    ctx.raw = GPT(ctx.model_config).to(device)
-    ctx.wrapped = wrap_model(ctx.raw, fsdp=cfg.fsdp, dtype=cfg.dtype, cpu_offload=cfg.cpu_offload)
-    ctx.model = torch.compile(ctx.wrapped) if cfg.compile else ctx.wrapped
-    ctx.flops_per_token, ctx.peak_flops = ctx.raw.flops_per_token(), device_peak_flops(device)
-    ctx.optimizer = build_optimizer(cfg, ctx.raw, device)
+    ctx.model = GPT(model_config).to(device)  # the GPT itself: state_dict, flops_per_token, generate
+    ctx.ddp_model = wrap_model(ctx.model, fsdp=cfg.fsdp, dtype=cfg.dtype, cpu_offload=cfg.cpu_offload)
+    ctx.forward = torch.compile(ctx.ddp_model) if cfg.compile_model else ctx.ddp_model  # what the step calls
+    ctx.flops_per_token, ctx.peak_flops = ctx.model.flops_per_token(), device_peak_flops(device)
+    ctx.optimizer = build_optimizer(cfg, ctx.model, device)
     ctx.scaler = torch.amp.GradScaler(device.type, enabled=cfg.dtype == "float16" and not cfg.fp16_no_scaler)
     ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.dtype]
     ctx.autocast = contextlib.nullcontext() if cfg.dtype == "float32" else torch.autocast(device.type, ptdtype)
     ctx.run = SimpleNamespace(step=0, data_step=0, lr_cut_until=0, rollbacks=0, bad_in_row=0,
                               best_val_loss=math.inf, losses=deque(maxlen=cfg.spike_window),
-                              norms=deque(maxlen=cfg.spike_window), range_points=[])
-    if world_size > 1:
-        dist.barrier()  # out_dir exists before any rank reads it
+                              norms=deque(maxlen=cfg.spike_window), range_points=[], stop_signal=None)
     return ctx
 
 
@@ -507,35 +347,88 @@ def build_optimizer(cfg, model, device):
                           betas=(cfg.beta1, cfg.beta2), fused=device.type == "cuda")
 
 
-def print_config(cfg):
-    text = ", ".join(f"{k}={v!r}" for k, v in vars(cfg).items())
+def open_run_dir(ctx):
+    """Rank 0, once the config, dataset, model and (on --resume) checkpoint have been checked: take
+    out_dir's lock, clear an earlier run's outputs on a fresh start, copy the tokenizer, write config.json."""
+    out = ctx.out_dir
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: out_dir is a file, not a directory")
+    ctx.lock = run_lock(out, "train.py")
+    out.mkdir(parents=True, exist_ok=True)
+    if not ctx.cfg.resume:
+        old = [*out.glob("ckpt_*"), *out.glob("best*"), *out.glob("metrics.jsonl"), *out.glob("range_test.json"),
+               out / "events", out / "tb"]
+        old = [p for p in old if p.exists()]
+        if old:
+            print(f"{out}: starting fresh, removing {len(old)} outputs of an earlier run (--resume continues it)")
+        for path in old:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for tmp in out.glob(".*.tmp"):  # left by a kill during a save
+        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    shutil.copytree(ctx.tok_dir, out / "tokenizer", dirs_exist_ok=True)
+    write_json(out / "config.json", vars(ctx.cfg))
+    text = ", ".join(f"{k}={v!r}" for k, v in vars(ctx.cfg).items())
     print("config:\n" + textwrap.fill(text, 110, initial_indent="  ", subsequent_indent="  "))
+    ctx.sinks = monitor.open_sinks(ctx.cfg)
 
 
 # -----------------------------------------------------------------------------
-# logging: metrics.jsonl (rank 0), the console, tensorboard / wandb when asked for and installed
+# checkpoints: what the loop adds to checkpoint.py (its own state in, its own state out)
 
 
-def open_sinks(cfg):
-    sinks = []
-    if cfg.tensorboard:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            print("tensorboard=True but the tensorboard package is not installed: logging to metrics.jsonl only")
-        else:
-            writer = SummaryWriter(str(Path(cfg.out_dir) / "tb"))
-            sinks.append(lambda kind, step, values: [writer.add_scalar(f"{kind}/{k}", v, step)
-                                                     for k, v in values.items()])
-    if cfg.wandb_log:
-        try:
-            import wandb
-        except ImportError:
-            print("wandb_log=True but the wandb package is not installed: logging to metrics.jsonl only")
-        else:
-            wandb.init(project=cfg.wandb_project, name=Path(cfg.out_dir).name, config=vars(cfg))
-            sinks.append(lambda kind, step, values: wandb.log({f"{kind}/{k}": v for k, v in values.items()}))
-    return sinks
+def save_checkpoint(ctx, name):
+    """out_dir/NAME.pt, or the directory out_dir/NAME when sharded. Every rank calls it."""
+    run = ctx.run
+    meta = {"model_config": dataclasses.asdict(ctx.model_config), "scaler": ctx.scaler.state_dict(),
+            "step": run.step, "rng": checkpoint.gather_rng_states(), "config": vars(ctx.cfg),
+            "derived": {"world_size": ctx.world_size, "gradient_accumulation_steps": ctx.accum,
+                        "rows_per_step": ctx.rows_per_step},
+            "tokenizer_hash": ctx.tok_hash, "dataset_hash": ctx.data_hash,
+            "data_state": {"data_step": run.data_step, "lr_cut_until": run.lr_cut_until, "rollbacks": run.rollbacks},
+            "monitor": {"losses": list(run.losses), "norms": list(run.norms)}, "time_s": elapsed(ctx)}
+    checkpoint.save(ctx.out_dir, name, ctx.model, ctx.ddp_model, ctx.optimizer, meta, ctx.sharded,
+                    ctx.cfg.inject_slow_save)
+
+
+def check_resumable(ctx, path, meta):
+    """The same model shape, tokenizer and dataset, or an error before anything is loaded or written."""
+    checkpoint.check_compatible(meta, ctx.model_config, ctx.tok_hash, path)
+    if meta.get("dataset_hash", ctx.data_hash) != ctx.data_hash:
+        raise UserError(f"{path}: trained on another dataset than {ctx.data_dir} (its bins differ); resume "
+                        f"on the same dataset, or start a new run in another out_dir")
+
+
+def restore(ctx, path, meta):
+    """Load model, optimizer, scaler, RNG and the loop's state from a checkpoint (every rank)."""
+    check_resumable(ctx, path, meta)
+    meta = checkpoint.load_into(path, ctx.model, ctx.ddp_model, ctx.optimizer, meta)
+    if meta["scaler"]:
+        ctx.scaler.load_state_dict(meta["scaler"])
+    rng = meta["rng"]
+    checkpoint.set_rng_states(rng[ctx.rank] if len(rng) == ctx.world_size else rng[0])
+    run, data = ctx.run, meta["data_state"]
+    run.step, run.data_step = meta["step"], data["data_step"]
+    run.lr_cut_until, run.rollbacks = data["lr_cut_until"], data["rollbacks"]
+    run.losses = deque(meta["monitor"]["losses"], maxlen=ctx.cfg.spike_window)
+    run.norms = deque(meta["monitor"]["norms"], maxlen=ctx.cfg.spike_window)
+    return meta
+
+
+def rollback(ctx):
+    """The monitor's rollback: back to the newest checkpoint, but go on PAST the batches that broke the
+    run, at rollback_lr_mult x the LR for rollback_lr_steps steps (PaLM's recipe). Returns its name."""
+    path, meta = checkpoint.newest(ctx.out_dir)
+    if path is None:
+        return None
+    data_step_now, rollbacks = ctx.run.data_step, ctx.run.rollbacks
+    restore(ctx, path, meta)
+    ctx.run.data_step, ctx.run.rollbacks = data_step_now, rollbacks + 1
+    ctx.run.lr_cut_until = ctx.run.step + ctx.cfg.rollback_lr_steps
+    return path.name
+
+
+# -----------------------------------------------------------------------------
+# logging: metrics.jsonl (rank 0), the console, tensorboard / wandb (monitor.open_sinks)
 
 
 def log_record(ctx, record):
@@ -554,23 +447,17 @@ def elapsed(ctx):
     return ctx.time_offset + time.time() - ctx.t_start
 
 
-def peak_memory_mb(device):
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
 def log_train(ctx, loss, grad_norm, lr, step_seconds):
     """The log line and train record; throughput is measured over the steps since the last one."""
-    cfg, step = ctx.cfg, ctx.run.step
-    tokens_per_step = cfg.rows_per_step * cfg.block_size
+    step, tokens_per_step = ctx.run.step, ctx.rows_per_step * ctx.cfg.block_size
     tokens_per_s = tokens_per_step * len(step_seconds) / sum(step_seconds)
     # MFU per device: model FLOPs done / the device's peak (bf16 dense); None on a CPU
     mfu_now = mfu(tokens_per_s / ctx.world_size, ctx.peak_flops, ctx.flops_per_token) if ctx.peak_flops else None
+    peak_mb = torch.cuda.max_memory_allocated(ctx.device) / 2**20 if ctx.device.type == "cuda" else peak_rss_mb()
     record = {"kind": "train", "step": step, "tokens": step * tokens_per_step, "time_s": round(elapsed(ctx), 3),
               "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": round(tokens_per_s, 1),
               "mfu": mfu_now, "step_ms": round(1000 * sum(step_seconds) / len(step_seconds), 2),
-              "peak_mem_mb": round(peak_memory_mb(ctx.device), 1)}
+              "peak_mem_mb": round(peak_mb, 1)}
     log_record(ctx, record)
     if ctx.rank == 0:
         print(f"step {step:6d} | loss {loss:.4f} | lr {lr:.2e} | grad norm {grad_norm:.3f} | "
@@ -593,24 +480,24 @@ def evaluate(ctx):
         n = len(np.memmap(path, dtype=np.uint16, mode="r"))
         total = torch.zeros((), device=ctx.device)
         for k in range(cfg.eval_iters):  # a batch of rows_per_step windows, split as in training
-            starts = window_starts(n, cfg.block_size, cfg.rows_per_step, [cfg.seed, 1, k])
-            for micro in range(cfg.gradient_accumulation_steps):
+            starts = window_starts(n, cfg.block_size, ctx.rows_per_step, [cfg.seed, 1, k])
+            for micro in range(ctx.accum):
                 first = (micro * ctx.world_size + ctx.rank) * cfg.batch_size
                 x, y = to_device(read_windows(path, starts[first:first + cfg.batch_size], cfg.block_size + 1),
-                                 ctx.device)
+                                 ctx.device)  # (B, T) each
                 with ctx.autocast:
-                    _, loss = ctx.model(x, y)
+                    _, loss = ctx.forward(x, y)
                 total += loss.float()
         if ctx.world_size > 1:
             dist.all_reduce(total)
-        loss = total.item() / (cfg.eval_iters * cfg.rows_per_step // cfg.batch_size)
+        loss = total.item() / (cfg.eval_iters * ctx.rows_per_step // cfg.batch_size)
         info = ctx.meta["bins"][name]
         bpb = loss * info["tokens"] / (info["bytes"] * math.log(2)) if info.get("bytes") else None
         results[name] = {"loss": loss, "bpb": bpb}
     ctx.model.train()
     overall = results.get("val.bin", {"loss": None, "bpb": None})
     per_source = {name[4:-4]: r for name, r in results.items() if name.startswith("val_")}
-    return {"kind": "eval", "step": ctx.run.step, "tokens": ctx.run.step * cfg.rows_per_step * cfg.block_size,
+    return {"kind": "eval", "step": ctx.run.step, "tokens": ctx.run.step * ctx.rows_per_step * cfg.block_size,
             "time_s": round(elapsed(ctx), 3), "val_loss": overall["loss"], "val_bpb": overall["bpb"],
             "per_source": per_source}
 
@@ -634,11 +521,9 @@ def eval_and_log(ctx):
 
 def current_lr(ctx):
     cfg, run = ctx.cfg, ctx.run
-    lr = get_lr(run.step, cfg)
+    lr = get_lr(run.step, cfg) * monitor.injected_lr_mult(cfg, run.data_step)
     if run.step < run.lr_cut_until:  # for a while after a rollback (PaLM's recipe)
         lr *= cfg.rollback_lr_mult
-    if cfg.inject_lr_start <= run.data_step < cfg.inject_lr_start + cfg.inject_lr_steps:
-        lr *= cfg.inject_lr_mult  # fault injection, tied to data steps: a rolled-back run has moved past them
     return lr
 
 
@@ -648,22 +533,22 @@ def forward_backward(ctx, lr):
     Nothing waits for the device inside the micro-step loop; the .tolist() at the end is the one host
     sync per step, which the monitor needs before deciding whether to apply the update.
     """
-    cfg, accum = ctx.cfg, ctx.cfg.gradient_accumulation_steps
+    cfg = ctx.cfg
     for group in ctx.optimizer.param_groups:
         group["lr"] = lr
     loss_sum = torch.zeros((), device=ctx.device)
-    for micro in range(accum):
+    for micro in range(ctx.accum):
         first = (micro * ctx.world_size + ctx.rank) * cfg.batch_size  # this rank's rows of the global batch
-        xy, _ = train_rows(cfg, ctx.data_dir, ctx.run.data_step, first, cfg.batch_size)
-        x, y = to_device(xy, ctx.device)
-        set_gradient_sync(ctx.wrapped, micro == accum - 1)  # DDP all-reduces on the last micro-step only
+        xy, _ = train_rows(ctx, ctx.run.data_step, first, cfg.batch_size)
+        x, y = to_device(xy, ctx.device)  # (B, T) each
+        set_gradient_sync(ctx.ddp_model, micro == ctx.accum - 1)  # DDP all-reduces on the last micro-step only
         with ctx.autocast:
-            _, loss = ctx.model(x, y)
-        loss = loss / accum  # the mean over micro-batches, as one big batch would give
+            _, loss = ctx.forward(x, y)
+        loss = loss / ctx.accum  # the mean over micro-batches, as one big batch would give
         ctx.scaler.scale(loss).backward()
         loss_sum += loss.detach()
     ctx.scaler.unscale_(ctx.optimizer)  # true gradients, so clipping and the logged norm mean what they say
-    norm = torch.nn.utils.clip_grad_norm_(ctx.raw.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+    norm = torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
     norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP: a sharded (DTensor) scalar
     if ctx.world_size > 1:
         dist.all_reduce(loss_sum)  # every rank then judges the same numbers and takes the same action
@@ -672,30 +557,16 @@ def forward_backward(ctx, lr):
     return loss, grad_norm
 
 
-def handle_anomaly(ctx, anomaly, detail, data_step, loss, grad_norm, batch_file):
-    """Do what spike_policy says (the update itself was applied or dropped by the caller) and log the
-    event. Returns the action: "update" (warn), "skip", or "rollback"."""
-    cfg, run = ctx.cfg, ctx.run
-    step = run.step + 1  # the update that tripped the monitor
-    action = {"warn": "update", "skip": "skip", "rollback": "rollback"}[cfg.spike_policy]
-    restored = None
-    if action == "rollback":
-        path, ckpt = newest_checkpoint(ctx)
-        if path is None:
-            action = "skip"  # nothing saved yet to go back to
-        else:
-            data_step_now, rollbacks = run.data_step, run.rollbacks
-            restore(ctx, path, ckpt)
-            run.data_step, run.rollbacks = data_step_now, rollbacks + 1  # go on past the bad batches
-            run.lr_cut_until = run.step + cfg.rollback_lr_steps
-            restored = path.name
-    rows = cfg.rows_per_step
-    log_record(ctx, {"kind": "event", "step": step, "event": anomaly, "action": action, "detail": detail,
-                     "loss": loss, "grad_norm": grad_norm, "data_step": data_step,
-                     "rows": f"0..{rows - 1} of the batch of data step {data_step}", "batch_file": batch_file,
-                     "restored": restored, "time_s": round(elapsed(ctx), 3)})
+def handle_anomaly(ctx, anomaly, detail, data_step, loss, grad_norm):
+    """Dump the batch, do what spike_policy says, log the event; returns the action taken."""
+    rows = min(32, ctx.rows_per_step)
+    xy, starts = train_rows(ctx, data_step, 0, rows)
+    batch_file = monitor.dump_batch(ctx, xy, starts, ctx.run.step + 1, data_step)
+    action, restored = monitor.respond(ctx.cfg, anomaly, lambda: rollback(ctx))
+    log_record(ctx, monitor.event_record(ctx.run.step + 1, anomaly, action, detail, loss, grad_norm, data_step,
+                                         ctx.rows_per_step, batch_file, restored, round(elapsed(ctx), 3)))
     if ctx.rank == 0:
-        print(f"step {step}: {anomaly} ({detail}) -> {action}" + (f" to {restored}" if restored else ""))
+        print(f"step {ctx.run.step + 1}: {anomaly} ({detail}) -> {action}" + (f" to {restored}" if restored else ""))
     return action
 
 
@@ -704,23 +575,25 @@ def handle_anomaly(ctx, anomaly, detail, data_step, loss, grad_norm, batch_file)
 
 
 def train(ctx):
-    """Optimizer steps until max_iters; returns the run's end status ("finished" or "diverged")."""
+    """Optimizer steps until max_iters; returns the run's end status: "finished", "diverged", or
+    "preempted" (SIGTERM: the step in flight finishes, a checkpoint is saved)."""
     cfg, run = ctx.cfg, ctx.run
     step_seconds = []  # since the last log line
     while run.step < cfg.max_iters:
+        if stop_requested(ctx):
+            save_checkpoint(ctx, f"ckpt_{run.step:07d}")
+            return "preempted"
         t0 = time.perf_counter()
         lr = current_lr(ctx)
         loss, grad_norm = forward_backward(ctx, lr)
-        anomaly, detail = check_stability(loss, grad_norm, (run.losses, run.norms), cfg, ctx.scaler.is_enabled())
-        batch_file = dump_batch(ctx, run.step + 1, run.data_step) if anomaly else None  # the model that saw it
+        anomaly, detail = monitor.check_stability(loss, grad_norm, (run.losses, run.norms), cfg,
+                                                  ctx.scaler.is_enabled())
         if anomaly is None or cfg.spike_policy == "warn":
             ctx.scaler.step(ctx.optimizer)  # a plain optimizer.step() unless fp16 with a scaler
         ctx.scaler.update()
         ctx.optimizer.zero_grad(set_to_none=True)
         run.data_step += 1  # whatever happened, the next step reads the next batch
-        action = "update"
-        if anomaly:
-            action = handle_anomaly(ctx, anomaly, detail, run.data_step - 1, loss, grad_norm, batch_file)
+        action = handle_anomaly(ctx, anomaly, detail, run.data_step - 1, loss, grad_norm) if anomaly else "update"
         # a run that keeps failing (NaN after NaN, or spike after skipped spike: skipping cannot repair
         # weights a bad update already broke) stops instead of spinning until max_iters
         run.bad_in_row = run.bad_in_row + 1 if anomaly == "nan" or action == "skip" else 0
@@ -735,72 +608,63 @@ def train(ctx):
             step_seconds = []
         if run.step % cfg.checkpoint_interval == 0 or run.step == cfg.max_iters:
             save_checkpoint(ctx, f"ckpt_{run.step:07d}")
-            prune_checkpoints(ctx)
+            checkpoint.prune(ctx.out_dir, cfg.keep_last)
         if run.step % cfg.eval_interval == 0 or run.step == cfg.max_iters:
             eval_and_log(ctx)
-        if cfg.lr_schedule == "range_test" and range_test_over(ctx, lr, loss):
+        if cfg.lr_schedule == "range_test" and range_test_over(run.range_points, run.step, lr, loss):
             break
     return "finished"
 
 
-# -----------------------------------------------------------------------------
-# the LR range test (lr_schedule="range_test"): which learning rate to start from
-#
-# Smith (2017): train briefly while the LR grows exponentially from min_lr to learning_rate, and watch
-# the loss. Too small an LR barely moves it; somewhere it falls fastest; past some LR it turns and blows
-# up. The run stops there (smoothed loss 4x its best). Two readings bracket a good LR: where the loss
-# falls fastest (fastai's "steep"), and a tenth of the LR at the minimum (fastai's older rule, below the
-# edge). The loss at each LR also carries all the training before it, which flatters the high end: the
-# bracket is where the LR sweep (sweeps.py lr) starts, not its answer.
+def catch_sigterm(ctx):
+    """SIGTERM (preemption, scancel, torchrun stopping its workers) sets a flag; the loop saves and ends."""
+    def handler(signum, frame):
+        ctx.run.stop_signal = signum
+    return signal.signal(signal.SIGTERM, handler)
 
 
-def range_test_over(ctx, lr, loss, beta=0.9):
-    """Record (lr, loss) and the bias-corrected moving average of the loss; True once it blew up."""
-    points = ctx.run.range_points
-    average = beta * (points[-1]["average_raw"] if points else 0.0) + (1 - beta) * loss
-    points.append({"step": ctx.run.step, "lr": lr, "loss": loss, "average_raw": average,
-                   "smoothed": average / (1 - beta ** (len(points) + 1))})
-    best = min(p["smoothed"] for p in points)
-    return len(points) > 10 and (points[-1]["smoothed"] > 4 * best or not math.isfinite(loss))
+def stop_requested(ctx):
+    """Did any rank get SIGTERM? Decided together, so every rank saves the same step (a collective)."""
+    stop = ctx.run.stop_signal is not None
+    if ctx.world_size > 1:
+        flag = torch.tensor([float(stop)], device=ctx.device)
+        dist.all_reduce(flag)
+        stop = flag.item() > 0
+    return stop
 
 
-def range_test_report(ctx):
-    """Print the smoothed loss against the LR and the bracket to sweep; write out_dir/range_test.json."""
-    points = ctx.run.range_points
-    if not points:
-        return None
-    smoothed = np.array([p["smoothed"] for p in points])
-    lrs = np.array([p["lr"] for p in points])
-    lowest = int(np.nanargmin(smoothed))
-    slope = np.gradient(smoothed[:lowest + 1], np.log(lrs[:lowest + 1])) if lowest > 1 else np.zeros(1)
-    steepest = int(np.argmin(slope))
-    bracket = sorted([lrs[steepest], lrs[lowest] / 10])
-    result = {"lr_at_min_loss": lrs[lowest], "lr_steepest": lrs[steepest], "suggested_range": bracket,
-              "points": [{k: v for k, v in p.items() if k != "average_raw"} for p in points]}
-    print("LR range test: smoothed loss against the learning rate")
-    for i in np.unique([*np.linspace(0, len(points) - 1, 10).round().astype(int), lowest, steepest]):
-        mark = " <- minimum" if i == lowest else " <- steepest fall" if i == steepest else ""
-        print(f"  lr {lrs[i]:9.2e}  loss {smoothed[i]:.4f}{mark}")
-    print(f"steepest fall at lr {lrs[steepest]:.2e}, minimum at {lrs[lowest]:.2e}: sweep learning_rate "
-          f"from {bracket[0]:.1e} to {bracket[1]:.1e} (the steepest fall, a tenth of the minimum's)")
-    write_atomic(ctx.out_dir / "range_test.json", json.dumps(result, indent=1))
-    return result
+def read_metrics_until(path, step):
+    """metrics.jsonl's records up to `step`, without the end record. A partial last line (the run was
+    killed while writing it) is dropped; a broken line before the last is an error."""
+    lines = path.read_text().splitlines() if path.is_file() else []
+    records = []
+    for n, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n < len(lines):
+                raise UserError(f"{path}:{n}: not JSON; fix or delete that line to resume") from None
+    return [r for r in records if r.get("kind") != "end" and r.get("step", 0) <= step]
 
 
-def resume(ctx):
-    """Continue out_dir's newest intact checkpoint; metrics.jsonl is cut back to that step."""
-    path, ckpt = newest_checkpoint(ctx)
+def newest_resumable(ctx):
+    """--resume's checks, made before anything is written: (the newest intact checkpoint, its metadata)."""
+    path, meta = checkpoint.newest(ctx.out_dir)
     if path is None:
-        raise SystemExit(f"{ctx.out_dir}: --resume, but there is no checkpoint to resume from")
-    ckpt = restore(ctx, path, ckpt)
-    ctx.time_offset = ckpt["time_s"]
+        raise UserError(f"{ctx.out_dir}: --resume, but there is no checkpoint to resume from")
+    check_resumable(ctx, path, meta)
+    return path, meta
+
+
+def resume_run(ctx, path, meta):
+    """Continue from a checkpoint; metrics.jsonl is cut back to its step."""
+    meta = restore(ctx, path, meta)
+    ctx.time_offset = meta["time_s"]
     metrics = ctx.out_dir / "metrics.jsonl"
-    kept = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.is_file() else []
-    kept = [r for r in kept if r["kind"] != "end" and r["step"] <= ctx.run.step]
+    kept = read_metrics_until(metrics, ctx.run.step)
     ctx.run.best_val_loss = min([r["val_loss"] for r in kept if r["kind"] == "eval" and r["val_loss"] is not None],
                                 default=math.inf)
-    if ctx.world_size > 1:
-        dist.barrier()  # every rank has read metrics.jsonl before rank 0 rewrites it
+    barrier()  # every rank has read metrics.jsonl before rank 0 rewrites it
     if ctx.rank == 0:
         write_atomic(metrics, "".join(json.dumps(r) + "\n" for r in kept))
         print(f"resuming from {path} (step {ctx.run.step}, data step {ctx.run.data_step})")
@@ -809,22 +673,35 @@ def resume(ctx):
 
 
 def main(argv=None):
+    """Returns (ctx, status). The checks come first; out_dir changes only once they have passed."""
     cfg = get_config(sys.argv[1:] if argv is None else argv)
     ctx = setup(cfg)
-    if cfg.resume:
-        resume(ctx)
-    else:
-        eval_and_log(ctx)  # step 0: the untrained model's loss, ~ln(vocab_size)
-    status = train(ctx)
-    if cfg.lr_schedule == "range_test" and ctx.rank == 0:
-        range_test_report(ctx)
-    log_record(ctx, {"kind": "end", "step": ctx.run.step, "time_s": round(elapsed(ctx), 3), "status": status})
-    if ctx.rank == 0:
-        print(f"{status} at step {ctx.run.step} after {elapsed(ctx):.0f} s; run directory {ctx.out_dir}")
-    del ctx.model, ctx.wrapped, ctx.optimizer
-    shutdown()
-    return ctx
+    try:
+        resume_from = newest_resumable(ctx) if cfg.resume else None
+        if ctx.rank == 0:
+            open_run_dir(ctx)
+        barrier()  # out_dir exists before any rank writes into it
+        if resume_from:
+            resume_run(ctx, *resume_from)
+        else:
+            eval_and_log(ctx)  # step 0: the untrained model's loss, ~ln(vocab_size)
+        previous_handler = catch_sigterm(ctx)
+        status = train(ctx)
+        signal.signal(signal.SIGTERM, previous_handler)
+        if cfg.lr_schedule == "range_test" and ctx.rank == 0:
+            range_test_report(ctx.run.range_points, ctx.out_dir)
+        log_record(ctx, {"kind": "end", "step": ctx.run.step, "time_s": round(elapsed(ctx), 3), "status": status})
+        if ctx.rank == 0:
+            print(f"{status} at step {ctx.run.step} after {elapsed(ctx):.0f} s; run directory {ctx.out_dir}")
+    finally:
+        if ctx.lock:
+            release_lock(ctx.lock)
+        del ctx.forward, ctx.ddp_model, ctx.optimizer
+        shutdown()
+    return ctx, status
 
+
+EXIT_CODES = {"finished": 0, "diverged": 1, "preempted": 143}  # 143 = 128 + SIGTERM, what schedulers expect
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli(lambda argv: EXIT_CODES[main(argv)[1]]))

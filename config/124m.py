@@ -2,7 +2,7 @@
 nanoGPT and llm.c. Intended for one GPU with 24 GB or more; torchrun over more GPUs keeps the same
 tokens per step (train.py derives the accumulation from tokens_per_step).
 
-Planner (`python model.py config/124m.py --gpu A100-80`): 123,587,328 parameters; 8.55e8 training FLOPs
+Planner (`python plan.py config/124m.py --gpu A100-80`): 123,587,328 parameters; 8.55e8 training FLOPs
 per token; Chinchilla budget 20 x 123.6M = 2.47e9 tokens = 4,715 steps of 524,288 tokens. On one A100:
 peak 19.0 GiB at micro-batch 16 (fits up to 69); at an assumed 40% MFU 146k tokens/s, 4.7 hours,
 5 GPU-hours, about $9 at $2 per GPU-hour.

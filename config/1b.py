@@ -3,7 +3,7 @@ SwiGLU 5632, untied embeddings. Intended for 8 GPUs with 80 GB (A100-80/H100):
     torchrun --standalone --nproc_per_node=8 train.py config/1b.py
 It also fits one 80 GB GPU as it is (the same tokens per step, 8x the accumulation, 8x the time).
 
-Planner (`python model.py config/1b.py --gpu A100-80 [--gpus 8]`): 1,100,048,384 parameters; 7.31e9
+Planner (`python plan.py config/1b.py --gpu A100-80 [--gpus 8]`): 1,100,048,384 parameters; 7.31e9
 training FLOPs per token; Chinchilla budget 20 x 1.1B = 2.2e10 tokens = 20,982 steps of 1,048,576 tokens.
 Peak 53.2 GiB per GPU at micro-batch 8 (fits up to 12; 47 with activation checkpointing). At an assumed
 40% MFU an A100 does 17k tokens/s: 358 GPU-hours = 14.9 days on ONE A100 (1.9 days on 8), about $716 at

@@ -3,7 +3,7 @@ Intended for 8 GPUs with 80 GB, sharded with FSDP and activation checkpointing:
     torchrun --standalone --nproc_per_node=8 train.py config/7b.py
 On ONE 80 GB GPU it needs --cpu_offload=True as well (and ~100 GiB of CPU RAM for the states).
 
-Planner (`python model.py config/7b.py --gpu A100-80 --gpus 8`): 6,738,415,616 parameters; 4.61e10
+Planner (`python plan.py config/7b.py --gpu A100-80 --gpus 8`): 6,738,415,616 parameters; 4.61e10
 training FLOPs per token; Chinchilla budget 20 x 6.74B = 1.35e11 tokens = 32,132 steps of 4,194,304 tokens.
 Peak 30.2 GiB per GPU at micro-batch 4 (FSDP over 8 + checkpointing); unsharded it would need 118 GiB
 even with checkpointing. With --cpu_offload=True on one GPU: 17.7 GiB on the GPU, 100 GiB of CPU RAM.

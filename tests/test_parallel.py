@@ -17,8 +17,11 @@ import pytest
 import torch
 import torch.distributed as dist
 
+import bench_parallel
+import checkpoint
 import parallel
-from model import GPT, GPTConfig, memory_plan
+from model import GPT, GPTConfig
+from plan import memory_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = dict(block_size=16, vocab_size=64, n_layer=2, n_head=2, n_kv_head=1, n_embd=32, kernels="torch")
@@ -78,10 +81,10 @@ def train(model, optimizer, steps):
 def run_job(mode, steps, save_at=None, save_dir=None, load_dir=None, **options):
     model, optimizer = build(mode, **options)
     if load_dir:
-        parallel.load_sharded(load_dir, model, optimizer)
+        checkpoint.load_sharded(load_dir, model, optimizer)
     losses = train(model, optimizer, steps[:save_at] if save_at else steps)
     if save_at:
-        parallel.save_sharded(save_dir, model, optimizer, {"step": steps[save_at]})
+        checkpoint.save_sharded(save_dir, model, optimizer, {"step": steps[save_at]})
         losses += train(model, optimizer, steps[save_at:])
     return losses
 
@@ -93,7 +96,7 @@ MEASURED = dict(block_size=16, vocab_size=512, n_layer=4, n_head=4, n_kv_head=4,
 def measure_job(mode):
     """Per-rank memory of a model big enough (3.5M params: DDP 54 MB) that model states dominate; the
     peak of the rank that needs most."""
-    result = parallel.measure_rank(mode, lambda: GPT(GPTConfig(**MEASURED)), MEASURED["vocab_size"],
+    result = bench_parallel.measure_rank(mode, lambda: GPT(GPTConfig(**MEASURED)), MEASURED["vocab_size"],
                                    MEASURED["block_size"], batch_size=1, steps=2)
     peak = torch.tensor([result["peak"]])
     dist.all_reduce(peak, op=dist.ReduceOp.MAX)
@@ -174,7 +177,7 @@ def test_sharded_checkpoint_resumes_at_world_size_1_and_4(two_ranks):
     tmp, losses = two_ranks
     for mode in ["zero", "fsdp"]:  # plain single process, no process group, as `python train.py`
         model, optimizer = build("single")
-        parallel.load_sharded(tmp / f"ckpt_{mode}", model, optimizer)
+        checkpoint.load_sharded(tmp / f"ckpt_{mode}", model, optimizer)
         assert train(model, optimizer, [2, 3]) == pytest.approx(losses[mode][2:], rel=LOSS_TOL), mode
     # 4 ranks; the FSDP checkpoint also resumes as ZeRO-1: the files do not depend on the wrapper
     jobs = {f"{mode}<-{saved}": dict(mode=mode, steps=[2, 3], load_dir=str(tmp / f"ckpt_{saved}"))
@@ -186,14 +189,14 @@ def test_sharded_checkpoint_resumes_at_world_size_1_and_4(two_ranks):
 
 def test_consolidate_writes_one_file_sample_py_can_load(two_ranks, tmp_path):
     ckpt_dir, out_file = two_ranks[0] / "ckpt_fsdp", tmp_path / "ckpt.pt"
-    subprocess.run([sys.executable, str(ROOT / "parallel.py"), "consolidate", str(ckpt_dir), str(out_file)],
+    subprocess.run([sys.executable, str(ROOT / "checkpoint.py"), "consolidate", str(ckpt_dir), str(out_file)],
                    check=True, cwd=tmp_path)
-    checkpoint = torch.load(out_file, weights_only=False)
-    assert checkpoint["step"] == 2
+    merged = torch.load(out_file, weights_only=False)
+    assert merged["step"] == 2
     model, optimizer = build("single")
-    parallel.load_sharded(ckpt_dir, model, optimizer)
+    checkpoint.load_sharded(ckpt_dir, model, optimizer)
     fresh = GPT(GPTConfig(**CONFIG))
-    fresh.load_state_dict(checkpoint["model"])  # strict: every key, every shape
+    fresh.load_state_dict(merged["model"])  # strict: every key, every shape
     for name, tensor in model.state_dict().items():
         assert torch.equal(fresh.state_dict()[name], tensor), name
 
@@ -202,12 +205,12 @@ def test_save_is_atomic_and_replaces_an_older_save(tmp_path):
     model, optimizer = build("single")
     ckpt_dir = tmp_path / "ckpt_0000002"
     (tmp_path / ".ckpt_0000002.tmp").mkdir()  # what a run killed in the middle of a save leaves
-    parallel.save_sharded(ckpt_dir, model, optimizer, {"step": 1})
+    checkpoint.save_sharded(ckpt_dir, model, optimizer, {"step": 1})
     train(model, optimizer, [0])
-    parallel.save_sharded(ckpt_dir, model, optimizer, {"step": 2})
+    checkpoint.save_sharded(ckpt_dir, model, optimizer, {"step": 2})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt_0000002"]
     again, optimizer = build("single")
-    assert parallel.load_sharded(ckpt_dir, again, optimizer)["step"] == 2
+    assert checkpoint.load_sharded(ckpt_dir, again, optimizer)["step"] == 2
     assert all(torch.equal(a, b) for a, b in zip(again.parameters(), model.parameters()))
 
 
@@ -215,9 +218,9 @@ def test_a_save_before_the_first_step_changes_nothing(tmp_path):
     """train.py saves best.pt after the step-0 eval: that must not start Adam's step count early."""
     reference = train(*build("single"), [0, 1])
     model, optimizer = build("single")
-    parallel.save_sharded(tmp_path / "ckpt_0000000", model, optimizer, {"step": 0})
+    checkpoint.save_sharded(tmp_path / "ckpt_0000000", model, optimizer, {"step": 0})
     assert train(model, optimizer, [0, 1]) == reference
-    parallel.load_sharded(tmp_path / "ckpt_0000000", model, optimizer)  # back to step 0: Adam starts afresh
+    checkpoint.load_sharded(tmp_path / "ckpt_0000000", model, optimizer)  # back to step 0: Adam starts afresh
     assert train(model, optimizer, [0, 1]) == reference
 
 
@@ -248,7 +251,7 @@ def test_bad_settings_are_refused_with_a_reason():
     with pytest.raises(SystemExit, match="zero=3"):
         parallel.make_optimizer(torch.optim.AdamW, [torch.nn.Parameter(torch.ones(1))], zero=3)
     with pytest.raises(SystemExit, match="not a sharded checkpoint"):
-        parallel.load_sharded("no/such/dir", *build("single"))
+        checkpoint.load_sharded("no/such/dir", *build("single"))
 
 
 def _free_port():

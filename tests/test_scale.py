@@ -72,7 +72,7 @@ def test_zero1_and_fsdp_train_like_one_process_and_resume_at_another_world_size(
 
     # one file with the keys of a .pt checkpoint; sample.py / eval.py rebuild the model from it
     out_file = tmp_path / "fsdp" / "ckpt_0000004.pt"
-    subprocess.run([sys.executable, str(ROOT / "parallel.py"), "consolidate", str(tmp_path / "fsdp" / "ckpt_0000004"),
+    subprocess.run([sys.executable, str(ROOT / "checkpoint.py"), "consolidate", str(tmp_path / "fsdp" / "ckpt_0000004"),
                     str(out_file)], check=True, capture_output=True)
     checkpoint = torch.load(out_file, weights_only=False)
     assert {"model", "model_config", "step", "config", "tokenizer_hash"} <= set(checkpoint)

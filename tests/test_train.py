@@ -182,11 +182,11 @@ def test_kill_during_checkpoint_write_keeps_the_previous(tmp_path, dataset):
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, f"--out_dir={tmp_path / 'killed'}",
                              "--max_iters=4", "--resume", "--inject_slow_save=60"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    tmp = tmp_path / "killed" / "ckpt_0000004.pt.tmp"
+    temps = lambda: list((tmp_path / "killed").glob(".ckpt_0000004.pt.*.tmp"))  # common.write_atomic's name
     deadline = time.time() + 90
-    while not tmp.exists() and proc.poll() is None and time.time() < deadline:
+    while not temps() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
-    assert tmp.exists(), "the checkpoint write never started"
+    assert temps(), "the checkpoint write never started"
     time.sleep(0.5)  # well inside the 60 s sleep between the write and the rename
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -196,7 +196,7 @@ def test_kill_during_checkpoint_write_keeps_the_previous(tmp_path, dataset):
     run(tmp_path / "straight", dataset, "--max_iters=4", "--checkpoint_interval=2", "--eval_interval=100")
     a, b = weights(tmp_path / "killed" / "ckpt_0000004.pt"), weights(tmp_path / "straight" / "ckpt_0000004.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not tmp.exists()  # cleaned up by the resumed run
+    assert not temps()  # cleaned up by the resumed run
 
 
 # -----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ dataset = "default"          # data/default, built by `python prepare.py`
 seed = 1337                  # fixed: every incident sees the same init and the same batches
 device = "cpu"
 dtype = "float32"
-compile = False
+compile_model = False
 # model: 2 layers x 64 wide; with the 4096-token vocab most of its parameters are the embedding
 n_layer = 2
 n_head = 4
