@@ -2,10 +2,10 @@
 bench_train.py — how fast does train.py train here, and how close is that to what the hardware can do?
 
     python bench_train.py                        # ~5 min on 2 cores: the matmul ceiling, then 4 runs
-    python bench_train.py --compile              # + each run with compile=True (~3 min more)
+    python bench_train.py --compile              # + each run with compile_model=True (~3 min more)
     python bench_train.py --steps 60 --dtypes float32
 
-A GPU has a published peak (model.PEAK_FLOPS), so train.py logs MFU there. A CPU has none we can look
+A GPU has a published peak (common.PEAK_FLOPS), so train.py logs MFU there. A CPU has none we can look
 up, so this script measures one: the FLOP/s of a large matmul in each dtype, on the threads torch uses.
 Then it runs `python train.py` itself, in a fresh process as a user would, at two shapes, and the same
 model in a bare loop (random tokens, forward, backward, clip, AdamW: nothing else), and reports
@@ -32,14 +32,11 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-import incidents
 from model import GPT, GPTConfig
-
-ROOT = Path(__file__).resolve().parent
+from runs import ROOT, read_metrics
 NANOGPT_TOKENS_PER_S = 15_350  # midpoint of 15,200-15,500: nanoGPT 3adf61e, fp32, this machine
 SHAPES = {
     "nanogpt": dict(dataset="shakespeare_bytes", n_layer=4, n_head=4, n_kv_head=4, n_embd=128, ffn_hidden=344,
@@ -73,17 +70,17 @@ def ensure_datasets():
 
 def train_py(shape, dtype, steps, compile_model=False):
     """`python train.py ...` in a fresh process, as a user runs it; its median tokens/s and model config.
-    compile_model: compile=True (the first log line, which holds the compilation, is not counted)."""
+    compile_model: compile_model=True (the first log line, which holds the compilation, is not counted)."""
     options = dict(SHAPES[shape])
     args = [str(ROOT / options.pop("config"))] if "config" in options else []
     options.update(dtype=dtype, max_iters=steps, log_interval=10, eval_interval=10 ** 6, eval_iters=1,
-                   checkpoint_interval=10 ** 6, warmup_iters=options.get("warmup_iters", 10), compile=compile_model,
+                   checkpoint_interval=10 ** 6, warmup_iters=options.get("warmup_iters", 10), compile_model=compile_model,
                    out_dir=f"out/bench/{shape}_{dtype}" + ("_compiled" if compile_model else ""))
     args += [f"--{key}={value!r}" for key, value in options.items()]
     done = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"train.py {' '.join(args)} failed:\n{done.stderr[-2000:]}")
-    run = incidents.read_metrics(ROOT / options["out_dir"])
+    run = read_metrics(ROOT / options["out_dir"])
     tokens_per_s = statistics.median(r["tokens_per_s"] for r in run["train"][1:])
     ckpt = torch.load(ROOT / options["out_dir"] / f"ckpt_{steps:07d}.pt", map_location="cpu", weights_only=False)
     return tokens_per_s, GPTConfig(**ckpt["model_config"]), ckpt["config"]["batch_size"]
@@ -116,7 +113,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=100, help="optimizer steps per run (log lines every 10)")
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--shapes", default="nanogpt,tiny")
-    parser.add_argument("--compile", action="store_true", help="also time train.py with compile=True")
+    parser.add_argument("--compile", action="store_true", help="also time train.py with compile_model=True")
     args = parser.parse_args(argv)
     dtypes, shapes = args.dtypes.split(","), args.shapes.split(",")
     ensure_datasets()
@@ -136,7 +133,7 @@ def main(argv=None):
             print(f"  {shape} {dtype}: train.py {tokens_per_s:,.0f} tokens/s, bare loop {bare:,.0f}"
                   + (f", compiled {compiled:,.0f}" if compiled else ""), flush=True)
     print("\n| shape | dtype | params | FLOPs/token | train.py tokens/s | bare loop tokens/s | train.py / bare | "
-          "model GFLOP/s | matmul GFLOP/s | CPU MFU | vs nanoGPT fp32 | compile=True tokens/s |")
+          "model GFLOP/s | matmul GFLOP/s | CPU MFU | vs nanoGPT fp32 | compile_model=True tokens/s |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for shape, dtype, params, flops_per_token, tokens_per_s, bare, compiled in rows:
         model_flops = tokens_per_s * flops_per_token

@@ -14,101 +14,27 @@ The lesson, top to bottom:
      nothing in the "what happened" column is written in advance
   4. a plot per incident draws its loss and gradient norm over the baseline's (and the fixed run's)
   5. report.md: operation | what happened | cause | fix, then the monitor's events per incident
-The controlled comparisons (LR, batch, warmup, schedule, data mix, checkpoint interval) use the same
-runner: sweeps.py.
+
+What it adds over its neighbours: runs.py starts train.py and reads what a run logged; this file holds
+the incidents themselves (their prose, a detector each) and their report; incident_probes.py builds the
+duplicated dataset and probes the trained models. sweeps.py runs controlled comparisons (LR, batch,
+warmup, schedule, data mix, checkpoint interval) through the same runs.py.
 """
 import argparse
-import contextlib
 import datetime
 import json
 import math
-import os
-import platform
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent
-PY = sys.executable
+from common import save_figure, write_atomic
+from incident_probes import build_dup_dataset, fp16_probe, probe_planted
+from runs import (ROOT, change_text, changed_keys, data_dir, final_train, final_val, first_nonfinite, load_config,
+                  machine, read_metrics, run_command, series, smooth, steps_to_reach, train)
 
 # ---------------------------------------------------------------------------------------------------------
-# 1. Reading a run: metrics.jsonl -> lists of records by kind
-
-
-def read_metrics(run_dir):
-    """run_dir/metrics.jsonl -> {"train": [...], "eval": [...], "event": [...], "end": {...}}.
-    A missing "end" line means the run was killed: end is then {}."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise SystemExit(f"{path}: no metrics.jsonl (did the run start?)")
-    run = {"train": [], "eval": [], "event": [], "end": {}, "dir": str(run_dir)}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise SystemExit(f"{path}:{n}: not JSON ({e})")
-        if rec.get("kind") == "end":
-            run["end"] = rec
-        elif rec.get("kind") in run:
-            run[rec["kind"]].append(rec)
-    return run
-
-
-def series(records, key):
-    """(steps, values) as float arrays; a missing or null value (train.py's JSON for NaN) becomes NaN."""
-    steps = np.array([r["step"] for r in records], dtype=float)
-    vals = np.array([np.nan if r.get(key) is None else float(r[key]) for r in records], dtype=float)
-    return steps, vals
-
-
-def smooth(x, window=9):
-    """Centred moving average; the ends use the part of the window that exists."""
-    if len(x) == 0:
-        return x
-    kernel = np.ones(window)
-    num = np.convolve(np.nan_to_num(x, nan=0.0), kernel, mode="same")
-    den = np.convolve(np.isfinite(x).astype(float), kernel, mode="same")
-    return num / np.maximum(den, 1)
-
-
-def final_val(run):
-    """The last finite val loss (NaN when the run never evaluated)."""
-    _, v = series(run["eval"], "val_loss")
-    v = v[np.isfinite(v)]
-    return float(v[-1]) if len(v) else float("nan")
-
-
-def final_train(run, last=20):
-    """Mean train loss over the last `last` logged steps: one step is too noisy to compare."""
-    _, loss = series(run["train"], "loss")
-    return float(np.nanmean(loss[-last:])) if len(loss) else float("nan")
-
-
-def first_nonfinite(run):
-    """(step, what) of the first logged step with a NaN/inf loss or gradient norm, else (None, None)."""
-    for r in run["train"]:
-        for key in ("loss", "grad_norm"):
-            v = r.get(key, 0.0)
-            if v is None or not math.isfinite(v):
-                return r["step"], f"{key} {'NaN' if v is None or v != v else v}"
-    return None, None
-
-
-def steps_to_reach(run, level):
-    """First step whose smoothed train loss is at or below `level`, else None."""
-    steps, loss = series(run["train"], "loss")
-    hit = np.nonzero(smooth(loss) <= level)[0]
-    return int(steps[hit[0]]) if len(hit) else None
-
-
-# ---------------------------------------------------------------------------------------------------------
-# 2. Detectors: one per phenomenon. Each takes the incident's run and the baseline's run and returns
+# 1. Detectors: one per phenomenon. Each takes the incident's run and the baseline's run and returns
 #    (reproduced, measured sentence). The sentence is the "what happened" column of the report.
 
 
@@ -257,7 +183,7 @@ def detect_recovered(run, base):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# 3. The incidents. Each is config/incidents/NAME.py (what we changed); the prose says why it hurts and how
+# 2. The incidents. Each is config/incidents/NAME.py (what we changed); the prose says why it hurts and how
 #    to fix it. `reference` (optional) is a second run with the fix applied, for incidents that need a
 #    harsher setting than the baseline to show themselves: the fair comparison is then "same run, fixed".
 #    It names the keys that go back to the baseline's values.
@@ -325,219 +251,15 @@ INCIDENTS = {
             "good checkpoint, skip the offending batches, continue. Dump the batch to find its source."),
 }
 
-# A passage no corpus contains: if the model writes it back from its first few tokens, it memorised it.
-PLANTED = ("The lighthouse keeper of Aldenmoor counted forty-two gulls every morning, wrote the number "
-           "in a green ledger, and sent it by pigeon to a professor in Vienna who never once replied.")
-
-
-def load_config(*paths):
-    """The plain-value globals after executing the config files in order over one namespace, as train.py
-    does (so a later file may say `learning_rate *= 10`)."""
-    scope = {}
-    for path in paths:
-        exec(compile(Path(path).read_text(), str(path), "exec"), scope)
-    return {k: v for k, v in scope.items()
-            if not k.startswith("_") and isinstance(v, (int, float, bool, str, type(None)))}
-
-
-def config_diff(config, base):
-    """'key=value' for every value that differs from the baseline: the operation in code."""
-    return ", ".join(f"{k}={config[k]!r}" for k in config if base.get(k, object()) != config[k])
-
-
-# ---------------------------------------------------------------------------------------------------------
-# 4. Running train.py, and the two things the incidents need besides it: a duplicated dataset and a probe
-#    that asks the model to continue the planted passage.
-
-
-def data_dir(dataset):
-    """train.py's `dataset` key is a name under data/ or a path."""
-    return Path(dataset) if os.sep in str(dataset) else ROOT / "data" / dataset
-
-
-def train(out_dir, configs, overrides=None, in_process=False):
-    """Run `train.py CONFIG... --out_dir=... --key=value ...` from scratch (later config files override
-    earlier ones, as in nanoGPT); train.py's output goes to out_dir/train.log. One intra-op thread: on a
-    shared, oversubscribed CPU, two OpenMP threads spinning on each other's barriers make a tiny model
-    many times slower. in_process (the tests) calls train.main() here instead of starting a process."""
-    out_dir = Path(out_dir)
-    shutil.rmtree(out_dir, ignore_errors=True)  # a fresh run, never a resume of an old one
-    out_dir.mkdir(parents=True)
-    args = [*map(str, configs), f"--out_dir={out_dir}"]
-    args += [f"--{k}={v if isinstance(v, str) else repr(v)}" for k, v in (overrides or {}).items()]
-    t0 = time.time()
-    with open(out_dir / "train.log", "w") as log:
-        if in_process:
-            import train as trainer
-            with contextlib.redirect_stdout(log):
-                trainer.main(args)
-        else:
-            env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-            rc = subprocess.run([PY, str(ROOT / "train.py"), *args], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT).returncode
-            if not (out_dir / "metrics.jsonl").is_file():
-                tail = (out_dir / "train.log").read_text()[-2000:]
-                raise SystemExit(f"{out_dir}: train.py exited {rc} without metrics.jsonl:\n{tail}")
-    run = read_metrics(out_dir)
-    print(f"  {out_dir.name}: {time.time() - t0:.0f} s, ended '{run['end'].get('status', 'killed')}' "
-          f"at step {run['end'].get('step', '?')}", flush=True)
-    return run
-
-
-def write_atomic(path, data):
-    """Bytes to a temp name in the same directory, fsync, rename: a crash never leaves half a file."""
-    tmp = Path(f"{path}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def save_figure(fig, path, dpi=80):
-    """A matplotlib figure as a PNG, atomically; the figure is closed."""
-    import io
-    import matplotlib.pyplot as plt
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
-
-
-def write_dataset(out, tokenizer_dir, bins, note):
-    """bins: {"train.bin": (uint16 ids, utf8 bytes, docs), ...} -> a dataset directory as prepare.py
-    writes one (meta.json per README's contract), so train.py cannot tell the difference."""
-    from tokenizer import load_tokenizer, tokenizer_hash
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    enc = load_tokenizer(tokenizer_dir)
-    for name, (ids, _, _) in bins.items():
-        write_atomic(out / name, np.asarray(ids, dtype=np.uint16).tobytes())
-    meta = {"vocab_size": enc.n_vocab, "dtype": "uint16", "eot_token": enc.eot_token,
-            "tokenizer": str(Path(tokenizer_dir).resolve()), "tokenizer_hash": tokenizer_hash(tokenizer_dir),
-            "bins": {name: {"tokens": len(ids), "bytes": int(nbytes), "docs": int(docs)}
-                     for name, (ids, nbytes, docs) in bins.items()},
-            "command": note}
-    write_atomic(out / "meta.json", json.dumps(meta, indent=1).encode())
-    return out
-
-
-# dup_data's training set; the tests shrink it with their model
+# dup_data's training set (incident_probes.build_dup_dataset); the tests shrink it with their model
 DUP_DATA = {"unique_tokens": 2000, "copies": 40, "planted_every": 2}
 
 
-def build_dup_dataset(src, out, unique_tokens, copies, planted_every):
-    """The dup_data incident's training set: the first `unique_tokens` of src's train.bin repeated `copies`
-    times (what a crawl without dedup looks like at its worst), with PLANTED inserted every
-    `planted_every` copies. Val bins are src's own, so val loss is comparable with the baseline."""
-    from tokenizer import load_tokenizer
-    src = data_dir(src)
-    meta = json.loads((src / "meta.json").read_text())
-    tok_dir = src / meta["tokenizer"]
-    enc = load_tokenizer(tok_dir)
-    piece = np.fromfile(src / "train.bin", dtype=np.uint16)[:unique_tokens]
-    planted = np.array([enc.eot_token] + enc.encode_ordinary(PLANTED), dtype=np.uint16)
-    chunks = []
-    for i in range(copies):
-        chunks.append(piece)
-        if i % planted_every == 0:
-            chunks.append(planted)
-    train_ids = np.concatenate(chunks)
-    n_planted = len(range(0, copies, planted_every))
-    bins = {"train.bin": (train_ids, len(enc.decode(train_ids.tolist()).encode()), copies + n_planted)}
-    for name, info in meta["bins"].items():
-        if name != "train.bin":
-            bins[name] = (np.fromfile(src / name, dtype=np.uint16), info["bytes"], info["docs"])
-    note = (f"incidents.py: {unique_tokens} tokens of {src.name}/train.bin x{copies}, planted passage "
-            f"x{n_planted}")
-    return write_dataset(out, tok_dir, bins, note)
-
-
-def regurgitation(run_dir, prompt_tokens=8):
-    """Greedy-continue PLANTED from its first tokens: (how many next tokens match verbatim, how many asked)."""
-    import torch
-    from sample import load_run
-    model, enc, ckpt = load_run(run_dir)
-    ids = enc.encode_ordinary(PLANTED)
-    n = min(len(ids), ckpt["model_config"]["block_size"] - 1) - prompt_tokens
-    idx = torch.tensor([[enc.eot_token] + ids[:prompt_tokens]])
-    with torch.no_grad():
-        out = model.generate(idx, n, temperature=0)[0, -n:].tolist()
-    same = 0
-    while same < n and out[same] == ids[prompt_tokens + same]:
-        same += 1
-    return same, n
-
-
-def probe_planted(run_dir, base_dir, cached=False):
-    """(tokens repeated by the run, tokens asked, tokens repeated by the baseline), kept in probe.json so
-    --report-only needs no model."""
-    path = Path(run_dir) / "probe.json"
-    if not cached:
-        (same, n), (same0, _) = regurgitation(run_dir), regurgitation(base_dir)
-        write_atomic(path, json.dumps([same, n, same0]).encode())
-    return tuple(json.loads(path.read_text()))
-
-
-def gradient(model, x, y, dtype, scale=1.0):
-    """The flat gradient of the mean loss on (x, y) under autocast(dtype), the loss multiplied by `scale`
-    before backward and the gradient divided by it after (what a GradScaler does)."""
-    import torch
-    model.zero_grad(set_to_none=True)
-    with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
-        _, loss = model(x, y)
-    (loss * scale).backward()
-    return torch.cat([p.grad.flatten() / scale for p in model.parameters() if p.grad is not None])
-
-
-def fp16_probe(run_dir, cached=False):
-    """fp16's range measured on the run's final weights and one training-sized batch: the gradient in
-    fp32, in fp16 as is, in fp16 with the loss x 65,536 (a GradScaler's starting scale) and in bf16; for
-    each, the % of entries that are nonzero in fp32 but exactly 0 here (underflow) and the relative error
-    |g - g32| / |g32|. Also the largest |activation| any Linear layer produced in fp16 (overflow: > 65,504),
-    and the smallest power-of-two loss scale at which the fp16 gradient overflows to inf: where a
-    GradScaler, which doubles its scale every 2,000 clean steps, hits inf, skips the step and halves."""
-    path = Path(run_dir) / "fp16_probe.json"
-    if cached:
-        return json.loads(path.read_text())
-    import torch
-    from sample import load_run
-    model, _, ckpt = load_run(run_dir)
-    model.train()
-    cfg = ckpt["config"]
-    data = np.memmap(data_dir(cfg["dataset"]) / "train.bin", dtype=np.uint16, mode="r")
-    starts = np.random.default_rng([cfg["seed"], 3]).integers(0, len(data) - cfg["block_size"] - 1, cfg["batch_size"])
-    xy = torch.from_numpy(np.stack([data[s:s + cfg["block_size"] + 1] for s in starts]).astype(np.int64))
-    x, y = xy[:, :-1], xy[:, 1:]  # (B, T) each
-    g32 = gradient(model, x, y, torch.float32)
-    largest = []
-    hooks = [m.register_forward_hook(lambda m, i, o: largest.append(o.detach().abs().max().item()))
-             for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    result = {"step": ckpt["step"]}
-    for name, dtype, scale in [("fp16", torch.float16, 1.0), ("fp16 x 65536", torch.float16, 65536.0),
-                               ("bf16", torch.bfloat16, 1.0)]:
-        g = gradient(model, x, y, dtype, scale)
-        result[name] = {"zeroed_pct": 100 * ((g == 0) & (g32 != 0)).float().mean().item(),
-                        "rel_err_pct": 100 * ((g - g32).norm() / g32.norm()).item()}
-        if name == "fp16":
-            result["max_activation"] = max(largest)
-            for h in hooks:
-                h.remove()
-    for k in range(17, 64):  # 2^16 is the scaler's start, measured above
-        g = gradient(model, x, y, torch.float16, 2.0 ** k)
-        if not torch.isfinite(g).all():
-            result["overflow_scale"] = 2 ** k
-            result["overflow_pct"] = 100 * (~torch.isfinite(g)).float().mean().item()
-            break
-    write_atomic(path, json.dumps(result).encode())
-    return result
-
-
 # ---------------------------------------------------------------------------------------------------------
-# 5. Plots and the report
+# 3. Plots and the report
 
 
-def plot_runs(ax_loss, ax_gn, runs):
+def draw_loss_and_grad_norm(ax_loss, ax_gn, runs):
     """Train loss (line), val loss (dots) and pre-clip gradient norm (log scale) of [(label, color, run)];
     monitor events as dotted lines, the first NaN/inf as an x."""
     for label, color, run in runs:
@@ -564,7 +286,7 @@ def plot_incident(path, name, run, base, ref=None):
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
     runs = [("baseline", "0.55", base)] + ([("reference (fixed)", "C0", ref)] if ref else []) + [(name, "C3", run)]
-    plot_runs(a, b, runs)
+    draw_loss_and_grad_norm(a, b, runs)
     fig.suptitle(name, fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
@@ -594,12 +316,6 @@ def plot_overview(path, results):
     save_figure(fig, path, dpi=70)
 
 
-def machine():
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
-               platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
-
-
 def md_cell(text):
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -613,10 +329,11 @@ def event_lines(run):
 
 def write_incident_report(report_dir, results, base, base_config):
     """report.md: the table (operation | what happened | cause | fix), then per incident its plot, what
-    the monitor flagged, and the config difference."""
+    the monitor flagged, and the config difference; last, the baseline's keys that differ from train.py's
+    defaults."""
     report_dir = Path(report_dir)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"# Incident lab report", "",
+    lines = ["# Incident lab report", "",
              f"{now}, {machine()}. Baseline: `config/incidents/baseline.py` "
              f"(final val loss {final_val(base):.3f}, {base['end'].get('time_s', float('nan')):.0f} s). "
              "Every 'what happened' cell is computed from the run's metrics.jsonl by the detector named "
@@ -636,8 +353,10 @@ def write_incident_report(report_dir, results, base, base_config):
             lines += [f"Reference run (the same run fixed: `{res['ref_diff']}`, the baseline's value): ended "
                       f"'{res['ref']['end'].get('status', 'killed')}', final val loss {final_val(res['ref']):.3f}.", ""]
         lines += ["What the stability monitor flagged:"] + event_lines(res["run"])
-    lines += ["", "## Baseline", "", "```"] + [f"{k} = {v!r}" for k, v in base_config.items()] + ["```"]
-    write_atomic(report_dir / "report.md", ("\n".join(lines) + "\n").encode())
+    baseline = changed_keys(base_config, load_config())
+    lines += ["", "## Baseline (train.py's defaults but these)", "", "```"] + \
+        [f"{k} = {v!r}" for k, v in baseline.items()] + ["```"]
+    write_atomic(report_dir / "report.md", "\n".join(lines) + "\n")
     return report_dir / "report.md"
 
 
@@ -647,24 +366,25 @@ def analyse_incident(name, run, base, ref=None):
     return {"run": run, "base": base, "ref": ref, "reproduced": reproduced, "measured": measured}
 
 
-def run_incidents(names, out_root="out/incidents", report_dir="report/incidents", common=None,
+def run_incidents(names, out_root="out/incidents", report_dir="report/incidents", base_overrides=None,
                   config_dir="config/incidents", report_only=False, in_process=False):
     """Baseline + each incident (+ its reference run) -> report_dir/report.md and a PNG per incident.
-    `common` ({key: value}) is written to out_root/common.py and executed after baseline.py, before the
-    incident's file: the tests use it to shrink every run while `learning_rate *= 10` still means x10.
+    base_overrides ({key: value}) is written to out_root/base_overrides.py and executed after baseline.py,
+    before the incident's file: the tests use it to shrink every run while `learning_rate *= 10` still
+    means x10.
     A run whose resolved config equals one already run (no_clip's reference is lr_x10) is not run twice."""
     out_root, report_dir, config_dir = ROOT / out_root, ROOT / report_dir, ROOT / config_dir
     report_dir.mkdir(parents=True, exist_ok=True)
     out_root.mkdir(parents=True, exist_ok=True)
     base_files = [config_dir / "baseline.py"]
-    if common:
-        base_files.append(out_root / "common.py")
-        write_atomic(out_root / "common.py", "".join(f"{k} = {v!r}\n" for k, v in common.items()).encode())
+    if base_overrides:
+        base_files.append(out_root / "base_overrides.py")
+        write_atomic(base_files[-1], "".join(f"{k} = {v!r}\n" for k, v in base_overrides.items()))
     base_config = load_config(*base_files)
     done = {}  # resolved config -> run
 
     def go(run_dir, files, overrides):
-        key = json.dumps({**load_config(*files), **overrides}, sort_keys=True)
+        key = json.dumps(load_config(*files, overrides=overrides), sort_keys=True)
         if key not in done:
             done[key] = read_metrics(run_dir) if report_only else train(run_dir, files, overrides, in_process)
         return done[key]
@@ -684,7 +404,7 @@ def run_incidents(names, out_root="out/incidents", report_dir="report/incidents"
         if name == "fp16_no_scaler" and first_nonfinite(run)[0] is None:
             run["probe"] = fp16_probe(out_root / name, report_only)
         res = analyse_incident(name, run, base, ref)
-        res["diff"] = config_diff(config, base_config)
+        res["diff"] = change_text(config, base_config)
         res["ref_diff"] = ", ".join(f"{k}={v!r}" for k, v in fixed.items())
         plot_incident(report_dir / f"{name}.png", name, run, base, ref)
         results[name] = res
@@ -694,21 +414,7 @@ def run_incidents(names, out_root="out/incidents", report_dir="report/incidents"
 
 
 # ---------------------------------------------------------------------------------------------------------
-# 6. Command line
-
-
-def run_command(args, work, figure, copy_as):
-    """What both command lines (this one and sweeps.py's) do around their work: build data/default if it
-    is missing, then work() -> the report's path, then copy its headline figure to --figures."""
-    if not (ROOT / "data/default/meta.json").is_file() and not args.report_only:
-        print("data/default is missing: running prepare.py first", flush=True)
-        subprocess.run([PY, str(ROOT / "prepare.py")], cwd=ROOT, check=True)
-    t0 = time.time()
-    report = work()
-    if args.figures:
-        Path(args.figures).mkdir(parents=True, exist_ok=True)
-        shutil.copy(report.parent / figure, Path(args.figures) / copy_as)
-    print(f"done in {time.time() - t0:.0f} s: {report}")
+# 4. Command line
 
 
 def main(argv=None):

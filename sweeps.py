@@ -9,12 +9,16 @@ A sweep file (config/sweeps/NAME.py) holds `title`, `question` and `runs` ({labe
 config/incidents/baseline.py}); optionally `seeds` (every configuration once per seed, compared seed by
 seed), `datasets` ({name: prepare.py arguments}) and `metric` ("val_bpb", or "per_source_bpb" when the runs'
 own val sets differ, as in the mix sweep). The lesson, top to bottom:
-  1. train.py runs every configuration (incidents.train: a fresh run dir, one thread)
-  2. eval.py's compare_runs writes the comparison (curves, outcomes table) for the first seed's runs
+  1. train.py runs every configuration (runs.train: a fresh run dir, one thread)
+  2. runs.compare_runs writes the comparison (curves, outcomes table) for the first seed's runs
   3. summarize() reads each run's numbers from metrics.jsonl; several seeds become their mean
   4. the record: setup, results table, conclusion (winner and margin in val bits per byte), then either
      the seed-by-seed margins or the seed sweep's spread, so a margin inside the noise is called that
   5. the schedule and ckpt sweeps add their own analysis (the late anneal; save cost vs lost work)
+
+What it adds over its neighbours: runs.py runs train.py and compares any runs; incidents.py breaks one
+thing at a time. This file varies one setting on purpose and writes the verdict as an experiment record:
+a winner, its margin, and whether that margin is larger than the noise of the seed.
 """
 import argparse
 import datetime
@@ -29,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from incidents import (PY, ROOT, data_dir, final_val, load_config, machine, read_metrics, run_command, save_figure,
-                       series, train, write_atomic)
+from common import save_figure, write_atomic
+from runs import (PY, ROOT, changed_keys, compare_runs, data_dir, final_val, load_config, machine, read_metrics,
+                  run_command, series, train)
 
 # ---------------------------------------------------------------------------------------------------------
 # 1. One row per configuration (several seeds: their mean), the winner, and the record
@@ -286,39 +291,52 @@ def prepare_datasets(datasets):
             subprocess.run([PY, str(ROOT / "prepare.py"), "--out", str(data_dir(name)), *args], cwd=ROOT, check=True)
 
 
-def run_sweep(name, out_root="out/sweeps", report_dir="report/sweeps", common=None,
-              config_dir="config/incidents", sweep_dir="config/sweeps", report_only=False, in_process=False):
-    """Every run of config/sweeps/NAME.py -> eval.py's comparison report + our experiment record."""
-    spec = {}
-    path = ROOT / sweep_dir / f"{name}.py"
+def load_sweep(sweep_dir, name):
+    """config/sweeps/NAME.py's globals: title, question, runs, and the optional seeds, datasets, metric."""
+    spec, path = {}, ROOT / sweep_dir / f"{name}.py"
     if not path.is_file():
         raise SystemExit(f"{path}: no such sweep (have: {', '.join(p.stem for p in (ROOT / sweep_dir).glob('*.py'))})")
     exec(compile(path.read_text(), str(path), "exec"), spec)
-    out_root, report_dir = ROOT / out_root / name, ROOT / report_dir / name
+    return spec
+
+
+def run_configurations(spec, out_root, baseline, base_overrides, report_only, in_process):
+    """{label: [one run per seed]}: trained from baseline.py + base_overrides + the label's overrides, or
+    read back from out_root with report_only."""
+    all_runs = {}
+    for label, overrides in spec["runs"].items():
+        run_dir = out_root / re.sub(r"[^A-Za-z0-9.-]+", "_", label.replace("=", ""))
+        all_runs[label] = []
+        for seed in spec.get("seeds", (None,)):
+            d, over = (run_dir, overrides) if seed is None else (run_dir / f"seed{seed}", {**overrides, "seed": seed})
+            all_runs[label].append(read_metrics(d) if report_only else
+                                   train(d, [baseline], {**(base_overrides or {}), **over}, in_process))
+    return all_runs
+
+
+def fixed_settings(spec, baseline, base_overrides):
+    """What every run of the sweep shares, as the record's setup states it: the baseline's keys that differ
+    from train.py's defaults, less the ones the sweep varies."""
+    base = load_config(baseline, overrides=base_overrides)
+    seeds = spec.get("seeds", (None,))
+    varied = {k for o in spec["runs"].values() for k in o} | ({"seed"} if len(seeds) > 1 else set()) | {"out_dir"}
+    fixed = ", ".join(f"{k}={v!r}" for k, v in changed_keys(base, load_config()).items() if k not in varied)
+    return fixed + (f"; seeds {', '.join(map(str, seeds))} for every configuration" if len(seeds) > 1 else "")
+
+
+def run_sweep(name, out_root="out/sweeps", report_dir="report/sweeps", base_overrides=None,
+              config_dir="config/incidents", sweep_dir="config/sweeps", report_only=False, in_process=False):
+    """Every run of config/sweeps/NAME.py -> runs.compare_runs' comparison report + our experiment record."""
+    spec = load_sweep(sweep_dir, name)
+    out_root, report_dir, baseline = ROOT / out_root / name, ROOT / report_dir / name, ROOT / config_dir / "baseline.py"
     report_dir.mkdir(parents=True, exist_ok=True)
     if not report_only:
         prepare_datasets(spec.get("datasets"))
     seeds, metric = spec.get("seeds", (None,)), spec.get("metric", "val_bpb")
-    all_runs = {}  # label -> one run per seed
-    for label, overrides in spec["runs"].items():
-        run_dir = out_root / re.sub(r"[^A-Za-z0-9.-]+", "_", label.replace("=", ""))
-        all_runs[label] = []
-        for seed in seeds:
-            d, over = (run_dir, overrides) if seed is None else (run_dir / f"seed{seed}", {**overrides, "seed": seed})
-            all_runs[label].append(read_metrics(d) if report_only else
-                                   train(d, [ROOT / config_dir / "baseline.py"], {**(common or {}), **over}, in_process))
-    runs = {label: rs[0] for label, rs in all_runs.items()}  # the first seed's: eval.py's report, the curves
-    try:
-        from eval import compare_runs
-        summary = compare_runs([r["dir"] for r in runs.values()], str(report_dir), names=list(runs),
-                               title=spec["title"] + (f" (seed {seeds[0]})" if len(seeds) > 1 else ""))
-        head = Path(summary["report"]).read_text()
-    except (ImportError, AttributeError) as e:
-        head = f"# {spec['title']}\n\n(eval.py's compare_runs is not available: {e})\n"
-    base = {**load_config(ROOT / config_dir / "baseline.py"), **(common or {})}
-    varied = {k for o in spec["runs"].values() for k in o} | ({"seed"} if len(seeds) > 1 else set()) | {"out_dir"}
-    fixed = ", ".join(f"{k}={v!r}" for k, v in base.items() if k not in varied)
-    fixed += f"; seeds {', '.join(map(str, seeds))} for every configuration" if len(seeds) > 1 else ""
+    all_runs = run_configurations(spec, out_root, baseline, base_overrides, report_only, in_process)
+    runs = {label: rs[0] for label, rs in all_runs.items()}  # the first seed's: the comparison, the curves
+    summary = compare_runs([r["dir"] for r in runs.values()], str(report_dir), names=list(runs),
+                           title=spec["title"] + (f" (seed {seeds[0]})" if len(seeds) > 1 else ""))
     rows = {label: mean_summary([summarize(r) for r in rs], metric) for label, rs in all_runs.items()}
     extra = analyse_schedule(runs) if name == "schedule" else \
         analyse_checkpoints(runs, plot_path=report_dir / "ckpt_cost.png") if name == "ckpt" else []
@@ -327,13 +345,15 @@ def run_sweep(name, out_root="out/sweeps", report_dir="report/sweeps", common=No
     elif name not in ("seed", "ckpt"):
         extra += noise_note(rows, metric, out_root.parent / "seed")
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    winner, record = experiment_record(spec["title"], spec["question"], f"{now}, {machine()}. Fixed: {fixed}.",
-                                       rows, metric, extra, spread if name == "seed" else conclusion)
+    setup = f"{now}, {machine()}. Fixed: {fixed_settings(spec, baseline, base_overrides)}."
+    winner, record = experiment_record(spec["title"], spec["question"], setup, rows, metric, extra,
+                                       spread if name == "seed" else conclusion)
     if name == "ckpt":  # identical learning curves: the cost plot is the headline
         shutil.copy(report_dir / "ckpt_cost.png", report_dir / "headline.png")
     else:
         plot_sweep(report_dir / "headline.png", all_runs, metric)
-    write_atomic(report_dir / "report.md", (head.rstrip() + "\n\n" + "\n".join(record) + "\n").encode())
+    head = Path(summary["report"]).read_text()
+    write_atomic(report_dir / "report.md", head.rstrip() + "\n\n" + "\n".join(record) + "\n")
     print(f"  {name}: winner {winner}; report {report_dir / 'report.md'}", flush=True)
     return report_dir / "report.md", winner, rows
 

@@ -3,8 +3,8 @@
 each detector must find its phenomenon in the real metrics.jsonl. Then the suite's report and a tiny LR
 sweep's report. About a minute on 2 shared cores.
 
-The shrink (SMALL) is written to out/common.py and executed between baseline.py and the incident's file,
-so `learning_rate *= 10` still means ten times the baseline's. The embedding is padded to 4096 rows (the
+The shrink (SMALL) is written to out/base_overrides.py and executed between baseline.py and the incident's
+file, so `learning_rate *= 10` still means ten times the baseline's. The embedding is padded to 4096 rows (the
 real dataset's vocabulary size): fp16's underflow and the poisoned batch's spike come from the many
 tokens the model rates unlikely, which a 320-token vocabulary does not have."""
 import glob
@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+import incident_probes
 import incidents
+import runs
 import sweeps
 from tokenizer import train_tokenizer
 
@@ -36,7 +38,7 @@ def dataset(tmp_path_factory):
         ids = np.concatenate([[enc.eot_token] + enc.encode_ordinary(d) for d in ds]).astype(np.uint16)
         return ids, sum(len(d.encode()) for d in ds), len(ds)
 
-    return incidents.write_dataset(root / "data", root / "tokenizer",
+    return incident_probes.write_dataset(root / "data", root / "tokenizer",
                                    {"train.bin": bin_of(docs[:-6]), "val.bin": bin_of(docs[-6:])}, "test")
 
 
@@ -57,7 +59,7 @@ def lab(dataset, tmp_path_factory):
     incidents.DUP_DATA.update(unique_tokens=300)  # a 2-layer, 64-wide model memorises 300 tokens in 150 steps
     try:
         report, results = incidents.run_incidents(names, out_root=root / "out", report_dir=root / "report",
-                                                  common={**SMALL, "dataset": str(dataset)}, in_process=True)
+                                                  base_overrides={**SMALL, "dataset": str(dataset)}, in_process=True)
     finally:
         incidents.DUP_DATA.clear()
         incidents.DUP_DATA.update(saved)
@@ -68,10 +70,10 @@ def lab(dataset, tmp_path_factory):
 def high_lr(dataset, tmp_path_factory):
     """lr_x10 and no_clip from a baseline at 3e-2: at 1e-2 x10 this tiny model only wobbles."""
     root = tmp_path_factory.mktemp("high_lr")
-    common = {**SMALL, "dataset": str(dataset), "max_iters": 100, "lr_decay_iters": 100, "warmup_iters": 10,
+    shrink = {**SMALL, "dataset": str(dataset), "max_iters": 100, "lr_decay_iters": 100, "warmup_iters": 10,
               "checkpoint_interval": 100, "learning_rate": 3e-2, "min_lr": 3e-3}
     _, results = incidents.run_incidents(["lr_x10", "no_clip"], out_root=root / "out", report_dir=root / "report",
-                                         common=common, in_process=True)
+                                         base_overrides=shrink, in_process=True)
     return results
 
 
@@ -87,7 +89,7 @@ def test_lr_x10_loss_explodes(high_lr):
     if "NaN" not in res["measured"]:
         jump, jump0 = incidents.biggest_jump(res["run"])[0], incidents.biggest_jump(res["base"])[0]
         assert jump >= 1.0 and jump >= 1.5 * jump0 or \
-            incidents.final_train(res["run"]) - incidents.final_train(res["base"]) >= 0.5
+            runs.final_train(res["run"]) - runs.final_train(res["base"]) >= 0.5
 
 
 def test_no_clip_lets_exploding_gradients_through(high_lr):
@@ -113,7 +115,7 @@ def test_batch_1_is_noisier_and_behind(lab):
 def test_sgd_is_slower(lab):
     res = lab[1]["sgd"]
     assert res["reproduced"], res["measured"]
-    assert incidents.final_val(res["run"]) > incidents.final_val(res["base"]) + 0.2
+    assert runs.final_val(res["run"]) > runs.final_val(res["base"]) + 0.2
 
 
 def test_fp16_without_scaler_underflows(lab):
@@ -157,10 +159,10 @@ def test_lr_sweep_names_the_winner_of_its_own_table(dataset, tmp_path):
     (tmp_path / "sw" / "lr.py").write_text(
         'title = "LR"\nquestion = "Which LR?"\n'
         'runs = {"lr=1e-4": {"learning_rate": 1e-4, "min_lr": 1e-5}, "lr=1e-2": {"learning_rate": 1e-2, "min_lr": 1e-3}}\n')
-    common = {**SMALL, "dataset": str(dataset), "max_iters": 40, "lr_decay_iters": 40, "warmup_iters": 4,
+    shrink = {**SMALL, "dataset": str(dataset), "max_iters": 40, "lr_decay_iters": 40, "warmup_iters": 4,
               "eval_interval": 20, "checkpoint_interval": 40}
     report, winner, rows = sweeps.run_sweep("lr", out_root=tmp_path / "out", report_dir=tmp_path / "rep",
-                                               common=common, sweep_dir=tmp_path / "sw", in_process=True)
+                                               base_overrides=shrink, sweep_dir=tmp_path / "sw", in_process=True)
     text = report.read_text()
     assert winner == min(rows, key=lambda label: rows[label]["val_bpb"]) == "lr=1e-2"  # 1e-4 barely moves
     assert f"**lr=1e-2** won with val bpb {rows['lr=1e-2']['val_bpb']:.3f}" in text
