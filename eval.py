@@ -244,6 +244,33 @@ def update_eval_json(run_dir, key, value):
     return path
 
 
+def multiple_choice(model, enc, args):
+    """--mc FILE: acc and acc_norm over its items, printed and returned."""
+    items = load_mc(args.mc, args.format)[:args.limit]
+    result = {"file": args.mc, **eval_mc(model, enc, items)}
+    print(f"{args.mc}: {result['items']} items, acc {result['acc']:.4f}, acc_norm {result['acc_norm']:.4f} "
+          f"(chance {result['chance']:.4f}, stderr <= {result['stderr']:.4f})")
+    return result
+
+
+def loss_and_samples(model, enc, ckpt, args):
+    """Loss, perplexity and bits per byte of --bin / --text, or of every val bin of the run's dataset; then
+    the fixed prompts' continuations unless --no-samples. Printed and returned."""
+    where = args.bin or args.text
+    bins = {Path(where).name: eval_file(model, enc, where, args.max_tokens)} if where else \
+        eval_dataset(model, ckpt, args.max_tokens)
+    for name, r in bins.items():
+        bpb = "-" if r["bpb"] is None else f"{r['bpb']:.4f}"
+        print(f"{name:24s} loss {r['loss']:.4f}  perplexity {r['perplexity']:9.2f}  bits/byte {bpb}  "
+              f"({r['tokens_scored']:,} tokens)")
+    result = {"checkpoint": ckpt["path"], "step": ckpt.get("step"), "bins": bins}
+    if not args.no_samples:
+        result["samples"], result["sampling"] = sample_prompts(model, enc), SAMPLING
+        for sample in result["samples"]:
+            print(f"--- {sample['prompt']!r}\n{sample['prompt']}{sample['output']}")
+    return result
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Evaluate checkpoints, export them, compare runs.")
     parser.add_argument("--ckpt", help="a run dir or checkpoint file")
@@ -273,27 +300,12 @@ def main(argv=None):
     model, enc, ckpt = load_run(args.ckpt, args.device)
     run_dir = Path(ckpt["path"]).parent
     if args.mc:
-        items = load_mc(args.mc, args.format)[:args.limit]
-        result = {"file": args.mc, **eval_mc(model, enc, items)}
-        print(f"{args.mc}: {result['items']} items, acc {result['acc']:.4f}, acc_norm {result['acc_norm']:.4f} "
-              f"(chance {result['chance']:.4f}, stderr <= {result['stderr']:.4f})")
-        path = update_eval_json(run_dir, f"mc:{Path(args.mc).name}", result)
+        path = update_eval_json(run_dir, f"mc:{Path(args.mc).name}", multiple_choice(model, enc, args))
     else:
         where = args.bin or args.text
-        bins = {Path(where).name: eval_file(model, enc, where, args.max_tokens)} if where else \
-            eval_dataset(model, ckpt, args.max_tokens)
-        for name, r in bins.items():
-            bpb = "-" if r["bpb"] is None else f"{r['bpb']:.4f}"
-            print(f"{name:24s} loss {r['loss']:.4f}  perplexity {r['perplexity']:9.2f}  bits/byte {bpb}  "
-                  f"({r['tokens_scored']:,} tokens)")
-        result = {"checkpoint": ckpt["path"], "step": ckpt.get("step"), "bins": bins}
-        if not args.no_samples:
-            result["samples"], result["sampling"] = sample_prompts(model, enc), SAMPLING
-            for s in result["samples"]:
-                print(f"--- {s['prompt']!r}\n{s['prompt']}{s['output']}")
-        path = update_eval_json(run_dir, "loss" if not where else f"loss:{Path(where).name}", result)
+        path = update_eval_json(run_dir, f"loss:{Path(where).name}" if where else "loss",
+                                loss_and_samples(model, enc, ckpt, args))
     print(f"wrote {path}")
-
 
 if __name__ == "__main__":
     sys.exit(cli(main))

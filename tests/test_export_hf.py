@@ -143,6 +143,16 @@ def test_eval_cli_exports_through_export_hf(tmp_path, tokenizer_dir, capsys):  #
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in (tmp_path / "hf").iterdir()}
 
 
+def test_tokenizers_library_encodes_our_tokenizer_json_as_we_do(tmp_path, tokenizer_dir):  # noqa: F811
+    tokenizers = pytest.importorskip("tokenizers", reason="the tokenizers library is not installed (optional)")
+    make_run(tmp_path / "run", tokenizer_dir)
+    enc = load_tokenizer(tokenizer_dir)
+    hf_tok = tokenizers.Tokenizer.from_file(str(export_hf(tmp_path / "run", tmp_path / "hf") / "tokenizer.json"))
+    for text in [TEXT, "ROMEO: But soft, what light?\n    return a + b  # café 你好 🙂\t\r\n  x", " ", ""]:
+        ids = hf_tok.encode(text).ids  # <|endoftext|> first, as every training document began
+        assert ids == [enc.eot_token] + enc.encode_ordinary(text) and hf_tok.decode(ids) == text
+
+
 def test_transformers_logits_and_tokens_equal_ours(tmp_path, tokenizer_dir):  # noqa: F811
     transformers = pytest.importorskip("transformers", reason="transformers is not installed (optional): the "
                                        "export is checked against an independent Llama forward instead")
