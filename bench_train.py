@@ -70,6 +70,7 @@ def ensure_datasets():
 
 def train_py(shape, dtype, steps, compile_model=False):
     """`python train.py ...` in a fresh process, as a user runs it; its median tokens/s and model config.
+    Not runs.train: that pins one thread (right for many small runs side by side, wrong for a speed test).
     compile_model: compile_model=True (the first log line, which holds the compilation, is not counted)."""
     options = dict(SHAPES[shape])
     args = [str(ROOT / options.pop("config"))] if "config" in options else []
