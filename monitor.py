@@ -15,7 +15,8 @@ train.py calls these functions around its step and does what they return.
 
 Fault injection (the `inject_*` config keys) lives here too: a poisoned batch and an LR blow-up at a
 chosen data step, so the tests and the incident lab can cause the accident the monitor must catch.
-Where the numbers go besides metrics.jsonl (tensorboard, wandb) is at the end.
+Where the numbers go (metrics.jsonl, the console, tensorboard, wandb) is at the end: the monitor's
+other half is the log a person reads.
 """
 import math
 from pathlib import Path
@@ -24,7 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import write_json
+from common import mfu, peak_rss_mb, write_json
+from run_dir import append_metrics
 
 # -----------------------------------------------------------------------------
 # 1. Detection
@@ -147,3 +149,35 @@ def open_sinks(cfg):
             wandb.init(project=cfg.wandb_project, name=Path(cfg.out_dir).name, config=vars(cfg))
             sinks.append(lambda kind, step, values: wandb.log({f"{kind}/{k}": v for k, v in values.items()}))
     return sinks
+
+
+# -----------------------------------------------------------------------------
+# 6. Logging: metrics.jsonl (rank 0), the console line, and the sinks above
+
+
+def log_record(ctx, record):
+    """Rank 0: a line of metrics.jsonl, and the same numbers to tensorboard / wandb when asked for."""
+    if ctx.rank != 0:
+        return
+    record = append_metrics(ctx.out_dir, record)
+    numbers = {k: v for k, v in record.items() if type(v) in (int, float) and k != "step"}
+    for sink in ctx.sinks:
+        sink(record["kind"], record["step"], numbers)
+
+
+def log_train(ctx, loss, grad_norm, lr, step_seconds, time_s):
+    """The log line and train record; throughput is measured over the steps since the last one."""
+    step, tokens_per_step = ctx.run.step, ctx.rows_per_step * ctx.cfg.block_size
+    tokens_per_s = tokens_per_step * len(step_seconds) / sum(step_seconds)
+    # MFU per device: model FLOPs done / the device's peak (bf16 dense); None on a CPU
+    mfu_now = mfu(tokens_per_s / ctx.world_size, ctx.peak_flops, ctx.flops_per_token) if ctx.peak_flops else None
+    peak_mb = torch.cuda.max_memory_allocated(ctx.device) / 2**20 if ctx.device.type == "cuda" else peak_rss_mb()
+    record = {"kind": "train", "step": step, "tokens": step * tokens_per_step, "time_s": time_s,
+              "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": round(tokens_per_s, 1),
+              "mfu": mfu_now, "step_ms": round(1000 * sum(step_seconds) / len(step_seconds), 2),
+              "peak_mem_mb": round(peak_mb, 1)}
+    log_record(ctx, record)
+    if ctx.rank == 0:
+        print(f"step {step:6d} | loss {loss:.4f} | lr {lr:.2e} | grad norm {grad_norm:.3f} | "
+              f"{tokens_per_s:,.0f} tok/s | mfu {'-' if mfu_now is None else f'{100 * mfu_now:.1f}%'} | "
+              f"{record['step_ms']:.0f} ms/step | peak mem {record['peak_mem_mb']:,.0f} MiB", flush=True)

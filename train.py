@@ -1,57 +1,42 @@
 """
 train.py — pretrain the GPT of model.py on a dataset made by prepare.py.
 
-One process on a CPU or a GPU:
-    python train.py                                   # config/tiny.py's run on data/default
-    python train.py config/tiny.py --max_iters=200 --dtype=float32
-    python train.py config/tiny.py --resume           # continue out_dir's newest intact checkpoint
-Several processes with DDP (one per GPU, or CPU processes talking over gloo):
-    torchrun --standalone --nproc_per_node=8 train.py config/X.py
-    python -m torch.distributed.run --standalone --nproc_per_node=2 train.py config/tiny.py --device=cpu
+    python train.py config/tiny.py --max_iters=200 --dtype=float32   # one process, CPU or GPU
+    python train.py config/tiny.py --resume                          # continue the newest intact checkpoint
+    torchrun --standalone --nproc_per_node=8 train.py config/1b.py   # DDP, one process per GPU
 
-Config: the globals below are the defaults. Each config file named on the command line is plain Python
-executed over them (later files win), then every --key=value (parsed with ast.literal_eval; a bare word
-stays a string). An unknown key or a value of the wrong type is an error.
+The loop and what it needs, top to bottom: config (the globals below; configurator.py reads files and
+--key=value over them) -> LR schedule -> data -> setup -> checkpoints -> logging -> eval -> step -> loop.
+The neighbours hold the rest: model.py the GPT, dataloader.py the bins, parallel.py the processes,
+checkpoint.py saving and loading, monitor.py spikes / rollback / fault injection, run_dir.py out_dir
+(lock, metrics.jsonl, SIGTERM), range_test.py the LR range test, plan.py what a config costs.
 
-The run directory (out_dir) gets config.json, metrics.jsonl, tokenizer/ (a copy of the dataset's),
-ckpt_{step:07d}.pt every checkpoint_interval steps and at the end, best.pt, and events/ (batches that
-tripped the stability monitor). One train.py at a time per out_dir (out_dir.lock); a fresh run clears
-an old run's outputs only after its config, dataset and model have been checked. SIGTERM (a preempted
-cloud GPU, a scheduler's stop) saves a checkpoint and ends with status "preempted"; exit codes: 0
-finished, 1 diverged, 143 preempted (resume with --resume), 2 an error.
-
-This file is the loop and what it needs on one page: config -> LR schedule -> data -> setup -> step ->
-eval -> loop. Its neighbours hold the rest: model.py the GPT, parallel.py the processes, checkpoint.py
-saving and loading, monitor.py spike detection / rollback / fault injection, range_test.py the LR range
-test, plan.py what a config costs before it runs.
+out_dir gets config.json, metrics.jsonl, tokenizer/, ckpt_{step:07d}.pt every checkpoint_interval steps,
+best.pt and events/. Exit codes: 0 finished, 1 diverged, 143 preempted by SIGTERM (after saving: resume
+with --resume), 2 an error (one line, and out_dir untouched).
 """
-import ast
 import contextlib
 import dataclasses
-import difflib
-import hashlib
-import json
 import math
-import shutil
 import signal
 import sys
-import textwrap
 import time
 from collections import deque
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
 import checkpoint
 import monitor
-from common import UserError, cli, dataset_path, device_peak_flops, mfu, peak_rss_mb, release_lock, run_lock, \
-    write_atomic, write_json
+from common import UserError, cli, device_peak_flops, release_lock
+from configurator import load_config
+from dataloader import batch_shape, bin_length, dataset_hash, read_dataset, read_windows, to_device, window_starts
 from model import GPT, GPTConfig
 from parallel import barrier, init_distributed, make_optimizer, set_gradient_sync, shutdown, wrap_model
 from range_test import range_test_over, range_test_report
+from run_dir import catch_sigterm, open_run_dir, read_metrics_until, stop_requested, trim_metrics
 from tokenizer import load_tokenizer
 
 # -----------------------------------------------------------------------------
@@ -134,55 +119,16 @@ MODEL_KEYS = ["block_size", "vocab_size", "n_layer", "n_head", "n_kv_head", "n_e
               "tie_embeddings", "rope_theta", "norm_eps", "kernels", "activation_checkpointing"]
 
 
-def set_key(config, key, value, where):
-    """One override, checked: the key must exist and keep its type (an int is accepted for a float)."""
-    if key not in DEFAULTS:
-        close = difflib.get_close_matches(key, DEFAULTS, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise SystemExit(f"{where}: unknown config key '{key}'{hint}")
-    want = type(DEFAULTS[key])
-    if want is float and type(value) is int:
-        value = float(value)
-    if type(value) is not want:
-        raise SystemExit(f"{where}: {key}={value!r} is a {type(value).__name__}, expected {want.__name__}")
-    config[key] = value
+CHOICES = [("lr_schedule", ("cosine", "wsd", "constant", "range_test")), ("optimizer", ("adamw", "sgd")),
+           ("dtype", ("float32", "bfloat16", "float16")), ("spike_policy", ("warn", "skip", "rollback")),
+           ("inject_bad_batch_kind", ("random", "constant"))]
+COUNTS = ["batch_size", "block_size", "gradient_accumulation_steps", "log_interval", "eval_interval", "eval_iters",
+          "checkpoint_interval", "keep_last"]  # 0 would divide by zero mid-run: refused before out_dir is touched
 
 
 def get_config(argv):
-    """Defaults <- config files (in order) <- --key=value; returns a namespace of plain values."""
-    config = dict(DEFAULTS)
-    for arg in argv:
-        if arg == "--resume":
-            arg = "--resume=True"
-        if arg.startswith("--"):
-            key, eq, text = arg[2:].partition("=")
-            if not eq:
-                raise SystemExit(f"command line: '{arg}' should be --key=value")
-            try:
-                value = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                value = text  # a bare word such as --dataset=default
-            set_key(config, key, value, "command line")
-        else:
-            if not Path(arg).is_file():
-                raise SystemExit(f"{arg}: no such config file")
-            scope = dict(config)
-            exec(compile(Path(arg).read_text(), arg, "exec"), scope)
-            for key, value in scope.items():
-                if not key.startswith("_") and isinstance(value, (bool, int, float, str)):
-                    set_key(config, key, value, arg)
-    cfg = SimpleNamespace(**config)
-    for key, allowed in [("lr_schedule", ("cosine", "wsd", "constant", "range_test")),
-                         ("optimizer", ("adamw", "sgd")), ("dtype", ("float32", "bfloat16", "float16")),
-                         ("spike_policy", ("warn", "skip", "rollback")),
-                         ("inject_bad_batch_kind", ("random", "constant"))]:
-        if getattr(cfg, key) not in allowed:
-            raise SystemExit(f"config: {key}={getattr(cfg, key)!r}, expected one of {allowed}")
-    for key in ("batch_size", "block_size", "gradient_accumulation_steps", "log_interval", "eval_interval",
-                "eval_iters", "checkpoint_interval", "keep_last"):
-        if getattr(cfg, key) < 1:  # checked before anything in out_dir is touched
-            raise SystemExit(f"config: {key}={getattr(cfg, key)} must be at least 1")
-    return cfg
+    """Defaults (the globals above) <- config files <- --key=value, checked (configurator.py)."""
+    return load_config(argv, DEFAULTS, CHOICES, COUNTS)
 
 
 # -----------------------------------------------------------------------------
@@ -216,83 +162,21 @@ def get_lr(step, cfg):
 
 
 # -----------------------------------------------------------------------------
-# data: random windows from the uint16 bins
-#
-# Random, not sequential: the global batch of optimizer step d is rows = batch_size x accumulation x ranks
-# windows whose offsets come from a numpy Generator seeded by (seed, 0, d). Micro-step m of rank r takes
-# rows [(m * world_size + r) * batch_size, ... + batch_size). Nothing to save but d, so a resumed run draws
-# exactly the batches it would have drawn, and 1 rank x 4 rows x 2 micro-steps, 2 ranks x 4 rows x 1,
-# and 1 rank x 8 rows x 1 all train on the same 8 windows. The price: windows overlap and repeat, and some
-# tokens are never seen in an epoch, which is harmless at our few-epoch scale.
-# The memmap is re-opened per batch (as nanoGPT does): a long-lived one keeps every page it touched
-# mapped, which inflates the RSS we report as peak memory; opening a mmap costs ~20 us.
-
-
-def window_starts(n_tokens, block_size, rows, key):
-    """(rows,) offsets of windows of block_size + 1 tokens in a bin of n_tokens."""
-    return np.random.default_rng(key).integers(0, n_tokens - block_size - 1, size=rows)
-
-
-def read_windows(path, starts, length):
-    data = np.memmap(path, dtype=np.uint16, mode="r")
-    return torch.from_numpy(np.stack([data[s:s + length] for s in starts]).astype(np.int64))
+# data: the global batch of data step d, drawn by dataloader.py from (seed, d) alone
 
 
 def train_rows(ctx, data_step, first, count):
     """(count, T + 1) int64 rows first..first+count of data step data_step's global batch, and their offsets."""
     path, T = ctx.data_dir / "train.bin", ctx.cfg.block_size
-    n = len(np.memmap(path, dtype=np.uint16, mode="r"))
-    starts = window_starts(n, T, ctx.rows_per_step, [ctx.cfg.seed, 0, data_step])[first:first + count]
+    starts = window_starts(bin_length(path), T, ctx.rows_per_step, [ctx.cfg.seed, 0, data_step])
+    starts = starts[first:first + count]
     xy = read_windows(path, starts, T + 1)
-    return monitor.poison_batch(ctx.cfg, xy, data_step, first, count, ctx.rows_per_step, ctx.model_config.vocab_size), starts
-
-
-def to_device(xy, device):
-    """x, y (B, T): inputs and next-token targets. Pinned + non_blocking lets the copy overlap GPU work."""
-    if device.type == "cuda":
-        xy = xy.pin_memory().to(device, non_blocking=True)
-    return xy[:, :-1], xy[:, 1:]
+    vocab_size = ctx.model_config.vocab_size
+    return monitor.poison_batch(ctx.cfg, xy, data_step, first, count, ctx.rows_per_step, vocab_size), starts
 
 
 # -----------------------------------------------------------------------------
 # setup: processes, device, dataset, model, optimizer (nothing on disk changes here)
-
-
-def read_dataset(cfg):
-    """(data_dir, meta.json, the val bins present) after checking the bins are long enough."""
-    data_dir = dataset_path(cfg.dataset)
-    meta_path = data_dir / "meta.json"
-    if not meta_path.is_file():
-        raise UserError(f"{meta_path}: no such file (build the dataset with `python prepare.py`)")
-    try:
-        meta = json.loads(meta_path.read_text())
-        bins = ["train.bin"] + sorted(b for b in meta["bins"] if b.startswith("val") and b.endswith(".bin"))
-    except (ValueError, KeyError, TypeError) as error:
-        raise UserError(f"{meta_path}: not a prepare.py meta.json ({type(error).__name__}: {error})") from None
-    for name in bins:
-        path = data_dir / name
-        if not path.is_file() or path.stat().st_size // 2 <= cfg.block_size + 1:
-            raise UserError(f"{path}: missing or shorter than block_size + 1 = {cfg.block_size + 1} tokens")
-    return data_dir, meta, bins[1:]
-
-
-def dataset_hash(meta):
-    """What a resume must find unchanged besides the tokenizer: every bin's tokens, bytes and documents.
-    (Another dataset with the same tokenizer would silently change the data and the val loss.)"""
-    bins = {name: [info.get("tokens"), info.get("bytes"), info.get("docs")] for name, info in meta["bins"].items()}
-    return hashlib.sha256(json.dumps(bins, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def batch_shape(cfg, world_size):
-    """(micro-batches per step, rows per global batch): tokens_per_step, if set, decides the accumulation."""
-    accum = cfg.gradient_accumulation_steps
-    if cfg.tokens_per_step:  # accumulate micro-batches until one step sees tokens_per_step tokens
-        per_micro = cfg.batch_size * cfg.block_size * world_size
-        if cfg.tokens_per_step % per_micro:
-            raise UserError(f"config: tokens_per_step={cfg.tokens_per_step} is not a multiple of batch_size x "
-                            f"block_size x processes = {per_micro}")
-        accum = cfg.tokens_per_step // per_micro
-    return accum, cfg.batch_size * accum * world_size
 
 
 def setup(cfg):
@@ -301,7 +185,7 @@ def setup(cfg):
     the config that was asked for."""
     if cfg.fp16_no_scaler and cfg.dtype != "float16":
         raise UserError(f"config: fp16_no_scaler=True needs dtype='float16' (dtype is {cfg.dtype!r})")
-    data_dir, meta, val_bins = read_dataset(cfg)
+    data_dir, meta, val_bins = read_dataset(cfg.dataset, cfg.block_size)
     vocab_size = cfg.vocab_size or meta["vocab_size"]
     if vocab_size < meta["vocab_size"]:
         raise UserError(f"config: vocab_size={vocab_size} < the dataset's {meta['vocab_size']}")
@@ -347,31 +231,6 @@ def build_optimizer(cfg, model, device):
                           betas=(cfg.beta1, cfg.beta2), fused=device.type == "cuda")
 
 
-def open_run_dir(ctx):
-    """Rank 0, once the config, dataset, model and (on --resume) checkpoint have been checked: take
-    out_dir's lock, clear an earlier run's outputs on a fresh start, copy the tokenizer, write config.json."""
-    out = ctx.out_dir
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: out_dir is a file, not a directory")
-    ctx.lock = run_lock(out, "train.py")
-    out.mkdir(parents=True, exist_ok=True)
-    if not ctx.cfg.resume:
-        old = [*out.glob("ckpt_*"), *out.glob("best*"), *out.glob("metrics.jsonl"), *out.glob("range_test.json"),
-               out / "events", out / "tb"]
-        old = [p for p in old if p.exists()]
-        if old:
-            print(f"{out}: starting fresh, removing {len(old)} outputs of an earlier run (--resume continues it)")
-        for path in old:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    for tmp in out.glob(".*.tmp"):  # left by a kill during a save
-        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-    shutil.copytree(ctx.tok_dir, out / "tokenizer", dirs_exist_ok=True)
-    write_json(out / "config.json", vars(ctx.cfg))
-    text = ", ".join(f"{k}={v!r}" for k, v in vars(ctx.cfg).items())
-    print("config:\n" + textwrap.fill(text, 110, initial_indent="  ", subsequent_indent="  "))
-    ctx.sinks = monitor.open_sinks(ctx.cfg)
-
-
 # -----------------------------------------------------------------------------
 # checkpoints: what the loop adds to checkpoint.py (its own state in, its own state out)
 
@@ -390,17 +249,8 @@ def save_checkpoint(ctx, name):
                     ctx.cfg.inject_slow_save)
 
 
-def check_resumable(ctx, path, meta):
-    """The same model shape, tokenizer and dataset, or an error before anything is loaded or written."""
-    checkpoint.check_compatible(meta, ctx.model_config, ctx.tok_hash, path)
-    if meta.get("dataset_hash", ctx.data_hash) != ctx.data_hash:
-        raise UserError(f"{path}: trained on another dataset than {ctx.data_dir} (its bins differ); resume "
-                        f"on the same dataset, or start a new run in another out_dir")
-
-
 def restore(ctx, path, meta):
     """Load model, optimizer, scaler, RNG and the loop's state from a checkpoint (every rank)."""
-    check_resumable(ctx, path, meta)
     meta = checkpoint.load_into(path, ctx.model, ctx.ddp_model, ctx.optimizer, meta)
     if meta["scaler"]:
         ctx.scaler.load_state_dict(meta["scaler"])
@@ -427,42 +277,8 @@ def rollback(ctx):
     return path.name
 
 
-# -----------------------------------------------------------------------------
-# logging: metrics.jsonl (rank 0), the console, tensorboard / wandb (monitor.open_sinks)
-
-
-def log_record(ctx, record):
-    """One line of metrics.jsonl. JSON has no NaN: a non-finite number is written as null."""
-    if ctx.rank != 0:
-        return
-    record = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
-    with open(ctx.out_dir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
-    numbers = {k: v for k, v in record.items() if type(v) in (int, float) and k != "step"}
-    for sink in ctx.sinks:
-        sink(record["kind"], record["step"], numbers)
-
-
 def elapsed(ctx):
     return ctx.time_offset + time.time() - ctx.t_start
-
-
-def log_train(ctx, loss, grad_norm, lr, step_seconds):
-    """The log line and train record; throughput is measured over the steps since the last one."""
-    step, tokens_per_step = ctx.run.step, ctx.rows_per_step * ctx.cfg.block_size
-    tokens_per_s = tokens_per_step * len(step_seconds) / sum(step_seconds)
-    # MFU per device: model FLOPs done / the device's peak (bf16 dense); None on a CPU
-    mfu_now = mfu(tokens_per_s / ctx.world_size, ctx.peak_flops, ctx.flops_per_token) if ctx.peak_flops else None
-    peak_mb = torch.cuda.max_memory_allocated(ctx.device) / 2**20 if ctx.device.type == "cuda" else peak_rss_mb()
-    record = {"kind": "train", "step": step, "tokens": step * tokens_per_step, "time_s": round(elapsed(ctx), 3),
-              "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": round(tokens_per_s, 1),
-              "mfu": mfu_now, "step_ms": round(1000 * sum(step_seconds) / len(step_seconds), 2),
-              "peak_mem_mb": round(peak_mb, 1)}
-    log_record(ctx, record)
-    if ctx.rank == 0:
-        print(f"step {step:6d} | loss {loss:.4f} | lr {lr:.2e} | grad norm {grad_norm:.3f} | "
-              f"{tokens_per_s:,.0f} tok/s | mfu {'-' if mfu_now is None else f'{100 * mfu_now:.1f}%'} | "
-              f"{record['step_ms']:.0f} ms/step | peak mem {record['peak_mem_mb']:,.0f} MiB", flush=True)
 
 
 # -----------------------------------------------------------------------------
@@ -477,7 +293,7 @@ def evaluate(ctx):
     ctx.model.eval()
     for name in ctx.val_bins:
         path = ctx.data_dir / name
-        n = len(np.memmap(path, dtype=np.uint16, mode="r"))
+        n = bin_length(path)
         total = torch.zeros((), device=ctx.device)
         for k in range(cfg.eval_iters):  # a batch of rows_per_step windows, split as in training
             starts = window_starts(n, cfg.block_size, ctx.rows_per_step, [cfg.seed, 1, k])
@@ -505,7 +321,7 @@ def evaluate(ctx):
 def eval_and_log(ctx):
     """Evaluate; a new best val loss also writes best.pt (after ckpt_*, so a crash here loses nothing)."""
     record = evaluate(ctx)
-    log_record(ctx, record)
+    monitor.log_record(ctx, record)
     if ctx.rank == 0:
         parts = [f"{src} {r['loss']:.4f} ({r['bpb']:.3f} bpb)" for src, r in record["per_source"].items()]
         val = "-" if record["val_loss"] is None else f"{record['val_loss']:.4f} ({record['val_bpb']:.3f} bpb)"
@@ -563,7 +379,7 @@ def handle_anomaly(ctx, anomaly, detail, data_step, loss, grad_norm):
     xy, starts = train_rows(ctx, data_step, 0, rows)
     batch_file = monitor.dump_batch(ctx, xy, starts, ctx.run.step + 1, data_step)
     action, restored = monitor.respond(ctx.cfg, anomaly, lambda: rollback(ctx))
-    log_record(ctx, monitor.event_record(ctx.run.step + 1, anomaly, action, detail, loss, grad_norm, data_step,
+    monitor.log_record(ctx, monitor.event_record(ctx.run.step + 1, anomaly, action, detail, loss, grad_norm, data_step,
                                          ctx.rows_per_step, batch_file, restored, round(elapsed(ctx), 3)))
     if ctx.rank == 0:
         print(f"step {ctx.run.step + 1}: {anomaly} ({detail}) -> {action}" + (f" to {restored}" if restored else ""))
@@ -580,7 +396,7 @@ def train(ctx):
     cfg, run = ctx.cfg, ctx.run
     step_seconds = []  # since the last log line
     while run.step < cfg.max_iters:
-        if stop_requested(ctx):
+        if stop_requested(run, ctx.world_size, ctx.device):
             save_checkpoint(ctx, f"ckpt_{run.step:07d}")
             return "preempted"
         t0 = time.perf_counter()
@@ -604,7 +420,7 @@ def train(ctx):
         run.step += 1
         step_seconds.append(time.perf_counter() - t0)
         if run.step % cfg.log_interval == 0 or run.step == cfg.max_iters:
-            log_train(ctx, loss, grad_norm, lr, step_seconds)
+            monitor.log_train(ctx, loss, grad_norm, lr, step_seconds, round(elapsed(ctx), 3))
             step_seconds = []
         if run.step % cfg.checkpoint_interval == 0 or run.step == cfg.max_iters:
             save_checkpoint(ctx, f"ckpt_{run.step:07d}")
@@ -616,43 +432,15 @@ def train(ctx):
     return "finished"
 
 
-def catch_sigterm(ctx):
-    """SIGTERM (preemption, scancel, torchrun stopping its workers) sets a flag; the loop saves and ends."""
-    def handler(signum, frame):
-        ctx.run.stop_signal = signum
-    return signal.signal(signal.SIGTERM, handler)
-
-
-def stop_requested(ctx):
-    """Did any rank get SIGTERM? Decided together, so every rank saves the same step (a collective)."""
-    stop = ctx.run.stop_signal is not None
-    if ctx.world_size > 1:
-        flag = torch.tensor([float(stop)], device=ctx.device)
-        dist.all_reduce(flag)
-        stop = flag.item() > 0
-    return stop
-
-
-def read_metrics_until(path, step):
-    """metrics.jsonl's records up to `step`, without the end record. A partial last line (the run was
-    killed while writing it) is dropped; a broken line before the last is an error."""
-    lines = path.read_text().splitlines() if path.is_file() else []
-    records = []
-    for n, line in enumerate(lines, 1):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if n < len(lines):
-                raise UserError(f"{path}:{n}: not JSON; fix or delete that line to resume") from None
-    return [r for r in records if r.get("kind") != "end" and r.get("step", 0) <= step]
-
-
 def newest_resumable(ctx):
     """--resume's checks, made before anything is written: (the newest intact checkpoint, its metadata)."""
     path, meta = checkpoint.newest(ctx.out_dir)
     if path is None:
         raise UserError(f"{ctx.out_dir}: --resume, but there is no checkpoint to resume from")
-    check_resumable(ctx, path, meta)
+    checkpoint.check_compatible(meta, ctx.model_config, ctx.tok_hash, path)  # the same shape and tokenizer
+    if meta.get("dataset_hash", ctx.data_hash) != ctx.data_hash:
+        raise UserError(f"{path}: trained on another dataset than {ctx.data_dir} (its bins differ); resume "
+                        f"on the same dataset, or start a new run in another out_dir")
     return path, meta
 
 
@@ -666,9 +454,9 @@ def resume_run(ctx, path, meta):
                                 default=math.inf)
     barrier()  # every rank has read metrics.jsonl before rank 0 rewrites it
     if ctx.rank == 0:
-        write_atomic(metrics, "".join(json.dumps(r) + "\n" for r in kept))
+        trim_metrics(metrics, kept)
         print(f"resuming from {path} (step {ctx.run.step}, data step {ctx.run.data_step})")
-    log_record(ctx, {"kind": "event", "step": ctx.run.step, "event": "resume", "action": "continue",
+    monitor.log_record(ctx, {"kind": "event", "step": ctx.run.step, "event": "resume", "action": "continue",
                      "detail": f"from {path.name}", "time_s": round(elapsed(ctx), 3)})
 
 
@@ -679,18 +467,19 @@ def main(argv=None):
     try:
         resume_from = newest_resumable(ctx) if cfg.resume else None
         if ctx.rank == 0:
-            open_run_dir(ctx)
+            ctx.lock = open_run_dir(ctx.out_dir, vars(cfg), ctx.tok_dir, fresh=not cfg.resume)
+            ctx.sinks = monitor.open_sinks(cfg)
         barrier()  # out_dir exists before any rank writes into it
         if resume_from:
             resume_run(ctx, *resume_from)
         else:
             eval_and_log(ctx)  # step 0: the untrained model's loss, ~ln(vocab_size)
-        previous_handler = catch_sigterm(ctx)
+        previous_handler = catch_sigterm(ctx.run)
         status = train(ctx)
         signal.signal(signal.SIGTERM, previous_handler)
         if cfg.lr_schedule == "range_test" and ctx.rank == 0:
             range_test_report(ctx.run.range_points, ctx.out_dir)
-        log_record(ctx, {"kind": "end", "step": ctx.run.step, "time_s": round(elapsed(ctx), 3), "status": status})
+        monitor.log_record(ctx, {"kind": "end", "step": ctx.run.step, "time_s": round(elapsed(ctx), 3), "status": status})
         if ctx.rank == 0:
             print(f"{status} at step {ctx.run.step} after {elapsed(ctx):.0f} s; run directory {ctx.out_dir}")
     finally:

@@ -280,3 +280,88 @@ def test_a_run_that_stays_nan_stops_as_diverged(tmp_path, dataset):
                   "--inject_lr_steps=30", "--inject_lr_mult=1e30", "--grad_clip=0.0", "--diverge_patience=3")
     assert records[-1]["status"] == "diverged" and records[-1]["step"] < 30
     assert [r["event"] for r in records if r["kind"] == "event"][-3:] == ["nan"] * 3
+
+
+# -----------------------------------------------------------------------------
+# a run is never lost
+
+
+def test_a_rejected_rerun_leaves_the_old_run_untouched(tmp_path, dataset):
+    """Bad config values and a rejected --resume fail before out_dir changes: checkpoints, metrics.jsonl,
+    config.json and the tokenizer copy of the earlier run all stay."""
+    run(tmp_path, dataset, "--max_iters=2", "--eval_interval=100")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    for bad in (["--n_head=3"], ["--eval_iters=0"], ["--log_interval=0"], ["--batch_size=0"],
+                ["--resume", "--n_embd=48"]):
+        with pytest.raises(SystemExit):
+            run(tmp_path, dataset, "--max_iters=4", *bad)
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before, bad
+
+
+def test_a_second_run_on_the_same_out_dir_is_refused(tmp_path, dataset):
+    lock = tmp_path.with_name(tmp_path.name + ".lock")
+    lock.write_text(f"{os.getppid()} {__import__('socket').gethostname()}\n")  # a live process holds it
+    try:
+        with pytest.raises(SystemExit, match="another train.py holds"):
+            run(tmp_path, dataset, "--max_iters=2")
+    finally:
+        lock.unlink()
+    run(tmp_path, dataset, "--max_iters=2", "--eval_interval=100")  # free again: it runs
+    assert not lock.exists()  # and releases the lock at the end
+
+
+def test_resume_on_another_dataset_is_refused(tmp_path, dataset, tmp_path_factory):
+    run(tmp_path / "run", dataset, "--max_iters=2", "--eval_interval=100")
+    other = tmp_path_factory.mktemp("other")
+    for path in dataset.iterdir():  # the same tokenizer and val bins, a shorter train.bin
+        if path.is_dir():
+            __import__("shutil").copytree(path, other / path.name)
+        else:
+            (other / path.name).write_bytes(path.read_bytes())
+    meta = json.loads((other / "meta.json").read_text())
+    ids = np.fromfile(other / "train.bin", dtype=np.uint16)[:2000]
+    ids.tofile(other / "train.bin")
+    meta["bins"]["train.bin"]["tokens"] = len(ids)
+    (other / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(SystemExit, match="trained on another dataset"):
+        train.main([*SMALL, f"--dataset={other}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--resume"])
+
+
+def test_a_cut_last_metrics_line_does_not_block_resume(tmp_path, dataset):
+    run(tmp_path, dataset, "--max_iters=2", "--eval_interval=100", "--checkpoint_interval=2")
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "train", "step": 3, "lo')  # a kill in the middle of a line
+    records = run(tmp_path, dataset, "--max_iters=4", "--eval_interval=100", "--checkpoint_interval=2", "--resume")
+    assert records[-1]["status"] == "finished" and [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4]
+
+
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path, dataset):
+    """SIGTERM, as a preempted cloud GPU gets it: the step finishes, a checkpoint is written, the end record
+    says "preempted", the exit code is 143; --resume then finishes the run."""
+    args = [*SMALL, f"--dataset={dataset}", f"--out_dir={tmp_path}", "--max_iters=100000", "--eval_interval=100000",
+            "--checkpoint_interval=100000"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    for line in proc.stdout:  # wait until it trains
+        if line.startswith("step") and int(line.split()[1]) >= 3:
+            break
+    proc.send_signal(signal.SIGTERM)
+    proc.stdout.read()
+    assert proc.wait(timeout=120) == 143
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["kind"] == "end" and records[-1]["status"] == "preempted"
+    saved = sorted(tmp_path.glob("ckpt_*.pt"))
+    assert len(saved) == 1 and torch.load(saved[0], weights_only=False)["step"] == records[-1]["step"]
+    records = run(tmp_path, dataset, f"--max_iters={records[-1]['step'] + 2}", "--eval_interval=100000", "--resume")
+    assert records[-1]["status"] == "finished"
+
+
+def test_divergence_exits_non_zero_and_an_error_with_one_line(tmp_path, dataset):
+    """Schedulers and scripts read the exit code: a diverged run is not a success."""
+    args = [sys.executable, str(ROOT / "train.py"), *SMALL, f"--dataset={dataset}", f"--out_dir={tmp_path}",
+            "--max_iters=30", "--eval_interval=100", "--inject_lr_start=5", "--inject_lr_steps=30",
+            "--inject_lr_mult=1e30", "--grad_clip=0.0", "--diverge_patience=3"]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 1 and "diverged at step" in done.stdout
+    done = subprocess.run(args + ["--n_head=3"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and done.stderr.startswith("error: config:")

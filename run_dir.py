@@ -1,0 +1,89 @@
+"""
+run_dir.py — the run directory train.py leaves behind, and how it survives the ways runs end.
+
+    out_dir/  config.json  metrics.jsonl  tokenizer/  ckpt_*.pt  best.pt  events/  (+ out_dir.lock beside it)
+
+A run is never lost, whatever happens to the process (issue "a run is never lost"):
+- one train.py per out_dir: a lock file beside it (common.run_lock), taken after every check passed;
+- a fresh start removes an earlier run's outputs only after the new config, dataset, model and (on
+  --resume) checkpoint were checked: a typo never costs the old run;
+- metrics.jsonl is appended one line per record; a kill can cut the last line, which resume drops;
+- SIGTERM (a preempted cloud GPU, a scheduler's stop, torchrun stopping its workers) only raises a flag:
+  the loop finishes its step, saves a checkpoint and ends with status "preempted".
+Checkpoints themselves are checkpoint.py's; this file is everything else in the directory.
+"""
+import json
+import math
+import shutil
+import signal
+import textwrap
+
+import torch
+import torch.distributed as dist
+
+from common import UserError, run_lock, write_atomic, write_json
+
+OUTPUTS = ["ckpt_*", "best*", "metrics.jsonl", "range_test.json", "events", "tb"]  # what a run writes
+
+
+def open_run_dir(out, config, tok_dir, fresh):
+    """Rank 0: lock out_dir, clear an earlier run's outputs when fresh, copy the tokenizer, write
+    config.json. Returns the lock (common.release_lock frees it)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: out_dir is a file, not a directory")
+    lock = run_lock(out, "train.py")
+    out.mkdir(parents=True, exist_ok=True)
+    old = [p for pattern in OUTPUTS for p in out.glob(pattern)] if fresh else []
+    if old:
+        print(f"{out}: starting fresh, removing {len(old)} outputs of an earlier run (--resume continues it)")
+    for path in old + list(out.glob(".*.tmp")):  # + temp files left by a kill during a save
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    shutil.copytree(tok_dir, out / "tokenizer", dirs_exist_ok=True)
+    write_json(out / "config.json", config)
+    text = ", ".join(f"{k}={v!r}" for k, v in config.items())
+    print("config:\n" + textwrap.fill(text, 110, initial_indent="  ", subsequent_indent="  "))
+    return lock
+
+
+def append_metrics(out, record):
+    """One line of metrics.jsonl. JSON has no NaN: a non-finite number is written as null."""
+    record = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    return record
+
+
+def read_metrics_until(path, step):
+    """metrics.jsonl's records up to `step`, without the end record. A partial last line (the run was
+    killed while writing it) is dropped; a broken line before the last is an error."""
+    lines = path.read_text().splitlines() if path.is_file() else []
+    records = []
+    for n, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n < len(lines):
+                raise UserError(f"{path}:{n}: not JSON; fix or delete that line to resume") from None
+    return [r for r in records if r.get("kind") != "end" and r.get("step", 0) <= step]
+
+
+def trim_metrics(path, records):
+    """Rewrite metrics.jsonl as `records` (resume: the lines after the checkpoint's step go)."""
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def catch_sigterm(run):
+    """SIGTERM sets run.stop_signal instead of killing the process; returns the handler it replaced."""
+    def handler(signum, frame):
+        run.stop_signal = signum
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def stop_requested(run, world_size, device):
+    """Did any rank get SIGTERM? Decided together, so every rank saves the same step (a collective)."""
+    stop = run.stop_signal is not None
+    if world_size > 1:
+        flag = torch.tensor([float(stop)], device=device)
+        dist.all_reduce(flag)
+        stop = flag.item() > 0
+    return stop
