@@ -370,7 +370,7 @@ def shard_arrays(tok_dirs, index):
         shard_of.append(np.full(len(local), k))
         tokens.append(t)
         nbytes.append(np.load(d / "bytes.npy"))
-        starts.append(np.r_[0, np.cumsum(t)[:-1]].astype(np.int64))
+        starts.append(np.cumsum(t) - t)  # where each document starts in its shard's tokens.bin
     cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
     return {"gid": cat(glob, np.int64), "shard": cat(shard_of, np.int64), "tokens": cat(tokens, np.int64),
             "bytes": cat(nbytes, np.int64), "start": cat(starts, np.int64)}
@@ -439,6 +439,7 @@ def lap(stages, name, record=None, **extra):
 
 
 def run_clean_stage(shard_list, keys, work, args, opts, stages):
+    shards.sweep_stale(work / "shards")
     clean_dirs = [work / "shards" / f"clean-{k}" for k in keys]
     tasks = [(s, opts, d) for s, d in zip(shard_list, clean_dirs)]
     results, record = shards.run_stage("read+clean", shards.clean_shard, tasks, [s["bytes"] for s in shard_list], opts)

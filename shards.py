@@ -64,6 +64,20 @@ def begin(folder):
     return tmp
 
 
+def sweep_stale(root):
+    """Remove temp directories left by killed runs on this host (their pid is gone): a resumed run then
+    starts those shards afresh and nothing half-written accumulates."""
+    for tmp in Path(root).glob(".*.tmp-*"):
+        host, _, pid = tmp.name.rpartition(".tmp-")[2].rpartition("-")
+        if host == socket.gethostname() and pid.isdigit():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                shutil.rmtree(tmp, ignore_errors=True)
+            except PermissionError:  # alive, someone else's
+                pass
+
+
 def commit(tmp, folder, info):
     """done.json, then the rename that makes the shard visible. If another run finished the same shard
     first (same key, so the same content), keep theirs."""

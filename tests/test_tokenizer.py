@@ -101,6 +101,31 @@ def test_round_trip_and_agreement_on_any_string(trained, text):
         assert enc.decode(ids) == text
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(TRICKY + ["the", " king", "  ", "\n\n", "   x", ".\n"])).map("".join),
+       st.lists(st.integers(0, 60), max_size=8))
+def test_encode_iterable_equals_encoding_the_whole_text(trained, text, cuts):
+    """Cut anywhere (inside a word, a run of spaces, a CRLF), the stream gives the ids of the whole text."""
+    _, enc, _ = trained
+    bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
+    pieces = [text[a:b] for a, b in zip(bounds, bounds[1:])]
+    assert list(T.encode_iterable(enc, pieces)) == enc.encode_ordinary(text)
+
+
+def test_encode_iterable_streams_a_file_line_by_line(trained, corpus):
+    _, enc, _ = trained
+    lines, read = io.StringIO(corpus[1]).readlines(), []
+
+    def feed():
+        for line in lines:
+            read.append(line)
+            yield line
+    stream = T.encode_iterable(enc, feed())
+    first = next(stream)
+    assert len(read) < 5 < len(lines)                            # ids arrive after a few lines, not the file
+    assert [first] + list(stream) == enc.encode_ordinary(corpus[1])
+
+
 def test_surrogate_policy(trained):
     _, enc, _ = trained
     assert enc.decode(enc.encode_ordinary("a\ud800b")) == "a\ufffdb"  # a lone surrogate becomes U+FFFD
