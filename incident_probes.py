@@ -16,6 +16,9 @@ import numpy as np
 from common import write_atomic, write_json
 from runs import data_dir
 
+# ---------------------------------------------------------------------------------------------------------
+# 1. The dup_data incident's dataset
+
 # A passage no corpus contains: if the model writes it back from its first few tokens, it memorised it.
 PLANTED = ("The lighthouse keeper of Aldenmoor counted forty-two gulls every morning, wrote the number "
            "in a green ledger, and sent it by pigeon to a professor in Vienna who never once replied.")
@@ -64,6 +67,10 @@ def build_dup_dataset(src, out, unique_tokens, copies, planted_every):
     note = (f"incidents.py: {unique_tokens} tokens of {src.name}/train.bin x{copies}, planted passage "
             f"x{n_planted}")
     return write_dataset(out, tok_dir, bins, note)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 2. Probes of the trained model (its final checkpoint)
 
 
 def regurgitation(run_dir, prompt_tokens=8):

@@ -123,9 +123,9 @@ def load_config(*paths, overrides=None):
     """The config train.py would run with these files (in order) and {key: value} overrides, as a dict of
     every key: train.get_config's own rules, so an unknown key or a wrong type stops here too, and a later
     file may say `learning_rate *= 10`."""
-    import train  # here, not at the top: reading and comparing runs needs no torch
+    import train as trainer  # here, not at the top: reading and comparing runs needs no torch
     argv = [str(p) for p in paths] + [f"--{k}={v!r}" for k, v in (overrides or {}).items()]
-    return vars(train.get_config(argv))
+    return vars(trainer.get_config(argv))
 
 
 def changed_keys(config, base):
