@@ -63,8 +63,9 @@ def batch_shape(cfg, world_size):
 
 
 def window_starts(n_tokens, block_size, rows, key):
-    """(rows,) offsets of windows of block_size + 1 tokens in a bin of n_tokens."""
-    return np.random.default_rng(key).integers(0, n_tokens - block_size - 1, size=rows)
+    """(rows,) offsets of windows of block_size + 1 tokens in a bin of n_tokens: 0 .. n_tokens - block_size - 1,
+    both ends included (integers' high is exclusive), so the bin's last token can be a target too."""
+    return np.random.default_rng(key).integers(0, n_tokens - block_size, size=rows)
 
 
 def read_windows(path, starts, length):

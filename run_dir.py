@@ -8,8 +8,9 @@ A run is never lost, whatever happens to the process (issue "a run is never lost
 - a fresh start removes an earlier run's outputs only after the new config, dataset, model and (on
   --resume) checkpoint were checked: a typo never costs the old run;
 - metrics.jsonl is appended one line per record; a kill can cut the last line, which resume drops;
-- SIGTERM (a preempted cloud GPU, a scheduler's stop, torchrun stopping its workers) only raises a flag:
-  the loop finishes its step, saves a checkpoint and ends with status "preempted".
+- SIGTERM (a preempted cloud GPU, a scheduler's stop, torchrun stopping its workers) and SIGINT (Ctrl-C)
+  only raise a flag: the loop finishes its step, saves a checkpoint and ends with status "preempted";
+  the exit code is 128 + the signal (143 for SIGTERM, 130 for SIGINT), as schedulers expect.
 Checkpoints themselves are checkpoint.py's; this file is everything else in the directory.
 """
 import json
@@ -72,18 +73,26 @@ def trim_metrics(path, records):
     write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
-def catch_sigterm(run):
-    """SIGTERM sets run.stop_signal instead of killing the process; returns the handler it replaced."""
+def catch_stop_signals(run):
+    """SIGTERM and SIGINT set run.stop_signal instead of killing the process. Returns a function that puts
+    the previous handlers back."""
     def handler(signum, frame):
         run.stop_signal = signum
-    return signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    return lambda: [signal.signal(sig, old) for sig, old in previous.items()]
 
 
-def stop_requested(run, world_size, device):
-    """Did any rank get SIGTERM? Decided together, so every rank saves the same step (a collective)."""
-    stop = run.stop_signal is not None
-    if world_size > 1:
-        flag = torch.tensor([float(stop)], device=device)
-        dist.all_reduce(flag)
-        stop = flag.item() > 0
-    return stop
+def agree(flags, world_size, device):
+    """Every rank's flags OR-ed together, so all ranks take the same branch at the same step (one small
+    all-reduce per step; a rank deciding alone would leave the others waiting in a collective)."""
+    if world_size == 1:
+        return flags
+    tensor = torch.tensor([float(f) for f in flags], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in tensor.tolist()]
+
+
+def exit_code(status, stop_signal):
+    """0 finished, 1 diverged, 128 + the signal when preempted (143 SIGTERM, 130 SIGINT), as shells and
+    schedulers read it; an error is 2 (common.cli)."""
+    return {"finished": 0, "diverged": 1}.get(status, 128 + (stop_signal or signal.SIGTERM))

@@ -12,8 +12,8 @@ checkpoint.py saving and loading, monitor.py spikes / rollback / fault injection
 (lock, metrics.jsonl, SIGTERM), range_test.py the LR range test, plan.py what a config costs.
 
 out_dir gets config.json, metrics.jsonl, tokenizer/, ckpt_{step:07d}.pt every checkpoint_interval steps,
-best.pt and events/. Exit codes: 0 finished, 1 diverged, 143 preempted by SIGTERM (after saving: resume
-with --resume), 2 an error (one line, and out_dir untouched).
+best.pt and events/. Exit codes: 0 finished, 1 diverged, 143/130 preempted by SIGTERM/SIGINT (after saving:
+resume with --resume), 2 an error (one line, and out_dir untouched).
 """
 import contextlib
 import dataclasses
@@ -36,7 +36,7 @@ from dataloader import batch_shape, bin_length, dataset_hash, read_dataset, read
 from model import GPT, GPTConfig
 from parallel import barrier, init_distributed, make_optimizer, set_gradient_sync, shutdown, wrap_model
 from range_test import range_test_over, range_test_report
-from run_dir import catch_sigterm, open_run_dir, read_metrics_until, stop_requested, trim_metrics
+from run_dir import agree, catch_stop_signals, exit_code, open_run_dir, read_metrics_until, trim_metrics
 from tokenizer import load_tokenizer
 
 # -----------------------------------------------------------------------------
@@ -45,10 +45,12 @@ from tokenizer import load_tokenizer
 out_dir = "out/tiny"              # run directory: checkpoints, metrics.jsonl, config.json, tokenizer/
 dataset = "default"               # data/NAME, or a path to a dataset directory (contains a '/')
 resume = False                    # continue from out_dir's newest intact checkpoint (--resume)
+allow_new_dataset = False         # --resume on another dataset (e.g. annealing on a new mix); logged as an event
 log_interval = 10                 # steps between train lines (each costs one host sync more)
 eval_interval = 100               # steps between evaluations of the val bins
 eval_iters = 10                   # global batches per val bin per evaluation
 checkpoint_interval = 100         # steps between ckpt_*.pt (the last step always saves)
+checkpoint_every_s = 0.0          # also save when this many seconds passed since the last save (0 = off)
 keep_last = 3                     # ckpt_*.pt files kept (best.pt comes on top)
 tensorboard = False               # also log to out_dir/tb (if the tensorboard package is installed)
 wandb_log = False                 # also log to wandb (if installed; WANDB_MODE=offline works)
@@ -216,7 +218,8 @@ def setup(cfg):
     ctx.autocast = contextlib.nullcontext() if cfg.dtype == "float32" else torch.autocast(device.type, ptdtype)
     ctx.run = SimpleNamespace(step=0, data_step=0, lr_cut_until=0, rollbacks=0, bad_in_row=0,
                               best_val_loss=math.inf, losses=deque(maxlen=cfg.spike_window),
-                              norms=deque(maxlen=cfg.spike_window), range_points=[], stop_signal=None)
+                              norms=deque(maxlen=cfg.spike_window), range_points=[], stop_signal=None,
+                              last_save=time.time())
     return ctx
 
 
@@ -247,6 +250,8 @@ def save_checkpoint(ctx, name):
             "monitor": {"losses": list(run.losses), "norms": list(run.norms)}, "time_s": elapsed(ctx)}
     checkpoint.save(ctx.out_dir, name, ctx.model, ctx.ddp_model, ctx.optimizer, meta, ctx.sharded,
                     ctx.cfg.inject_slow_save)
+    if name != "best":  # checkpoint_every_s counts from the last resumable save
+        run.last_save = time.time()
 
 
 def restore(ctx, path, meta):
@@ -392,12 +397,16 @@ def handle_anomaly(ctx, anomaly, detail, data_step, loss, grad_norm):
 
 def train(ctx):
     """Optimizer steps until max_iters; returns the run's end status: "finished", "diverged", or
-    "preempted" (SIGTERM: the step in flight finishes, a checkpoint is saved)."""
+    "preempted" (SIGTERM or SIGINT: the step in flight finishes, a checkpoint is saved)."""
     cfg, run = ctx.cfg, ctx.run
     step_seconds = []  # since the last log line
     while run.step < cfg.max_iters:
-        if stop_requested(run, ctx.world_size, ctx.device):
+        timed_save = cfg.checkpoint_every_s > 0 and time.time() - run.last_save >= cfg.checkpoint_every_s
+        stop, timed_save = agree([run.stop_signal is not None, timed_save], ctx.world_size, ctx.device)
+        if stop or timed_save:  # a rented GPU can vanish: save by the clock too, not only by the step
             save_checkpoint(ctx, f"ckpt_{run.step:07d}")
+            checkpoint.prune(ctx.out_dir, cfg.keep_last)
+        if stop:
             return "preempted"
         t0 = time.perf_counter()
         lr = current_lr(ctx)
@@ -438,9 +447,9 @@ def newest_resumable(ctx):
     if path is None:
         raise UserError(f"{ctx.out_dir}: --resume, but there is no checkpoint to resume from")
     checkpoint.check_compatible(meta, ctx.model_config, ctx.tok_hash, path)  # the same shape and tokenizer
-    if meta.get("dataset_hash", ctx.data_hash) != ctx.data_hash:
+    if meta.get("dataset_hash", ctx.data_hash) != ctx.data_hash and not ctx.cfg.allow_new_dataset:
         raise UserError(f"{path}: trained on another dataset than {ctx.data_dir} (its bins differ); resume "
-                        f"on the same dataset, or start a new run in another out_dir")
+                        f"on the same dataset, or pass --allow_new_dataset to switch (e.g. to anneal on a new mix)")
     return path, meta
 
 
@@ -457,7 +466,11 @@ def resume_run(ctx, path, meta):
         trim_metrics(metrics, kept)
         print(f"resuming from {path} (step {ctx.run.step}, data step {ctx.run.data_step})")
     monitor.log_record(ctx, {"kind": "event", "step": ctx.run.step, "event": "resume", "action": "continue",
-                     "detail": f"from {path.name}", "time_s": round(elapsed(ctx), 3)})
+                             "detail": f"from {path.name}", "time_s": round(elapsed(ctx), 3)})
+    if meta.get("dataset_hash", ctx.data_hash) != ctx.data_hash:  # allowed by --allow_new_dataset
+        monitor.log_record(ctx, {"kind": "event", "step": ctx.run.step, "event": "dataset_switch",
+                                 "action": "continue", "detail": f"{meta['dataset_hash']} -> {ctx.data_hash} "
+                                 f"({ctx.data_dir})", "time_s": round(elapsed(ctx), 3)})
 
 
 def main(argv=None):
@@ -474,9 +487,9 @@ def main(argv=None):
             resume_run(ctx, *resume_from)
         else:
             eval_and_log(ctx)  # step 0: the untrained model's loss, ~ln(vocab_size)
-        previous_handler = catch_sigterm(ctx.run)
+        restore_handlers = catch_stop_signals(ctx.run)
         status = train(ctx)
-        signal.signal(signal.SIGTERM, previous_handler)
+        restore_handlers()
         if cfg.lr_schedule == "range_test" and ctx.rank == 0:
             range_test_report(ctx.run.range_points, ctx.out_dir)
         monitor.log_record(ctx, {"kind": "end", "step": ctx.run.step, "time_s": round(elapsed(ctx), 3), "status": status})
@@ -490,7 +503,10 @@ def main(argv=None):
     return ctx, status
 
 
-EXIT_CODES = {"finished": 0, "diverged": 1, "preempted": 143}  # 143 = 128 + SIGTERM, what schedulers expect
+def command_line(argv):
+    ctx, status = main(argv)
+    return exit_code(status, ctx.run.stop_signal)
+
 
 if __name__ == "__main__":
-    sys.exit(cli(lambda argv: EXIT_CODES[main(argv)[1]]))
+    sys.exit(cli(command_line))

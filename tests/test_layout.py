@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LONG_FILE_LINES = 500
+LONG_FILE_LINES = 520  # "about 500": a file a reader takes in one sitting
 ALLOWED_LONG = {"kernels/attention.py"}  # forward + backward + autotuning of one kernel: one lesson
 
 

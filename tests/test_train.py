@@ -335,9 +335,10 @@ def test_a_cut_last_metrics_line_does_not_block_resume(tmp_path, dataset):
     assert records[-1]["status"] == "finished" and [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4]
 
 
-def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path, dataset):
-    """SIGTERM, as a preempted cloud GPU gets it: the step finishes, a checkpoint is written, the end record
-    says "preempted", the exit code is 143; --resume then finishes the run."""
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stop_signal_saves_a_checkpoint_and_the_run_resumes(tmp_path, dataset, sig, code):
+    """SIGTERM (a preempted cloud GPU) or SIGINT (Ctrl-C): the step finishes, a checkpoint is written, the end
+    record says "preempted", the exit code is 128 + the signal; --resume then finishes the run."""
     args = [*SMALL, f"--dataset={dataset}", f"--out_dir={tmp_path}", "--max_iters=100000", "--eval_interval=100000",
             "--checkpoint_interval=100000"]
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, stdout=subprocess.PIPE,
@@ -345,9 +346,9 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path, dataset):
     for line in proc.stdout:  # wait until it trains
         if line.startswith("step") and int(line.split()[1]) >= 3:
             break
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     proc.stdout.read()
-    assert proc.wait(timeout=120) == 143
+    assert proc.wait(timeout=120) == code
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["kind"] == "end" and records[-1]["status"] == "preempted"
     saved = sorted(tmp_path.glob("ckpt_*.pt"))
@@ -365,3 +366,54 @@ def test_divergence_exits_non_zero_and_an_error_with_one_line(tmp_path, dataset)
     assert done.returncode == 1 and "diverged at step" in done.stdout
     done = subprocess.run(args + ["--n_head=3"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and done.stderr.startswith("error: config:")
+
+
+def test_windows_reach_the_last_token():
+    """Offsets 0 .. n - T - 1 inclusive: a window of T + 1 tokens may end on the bin's last token, never past it."""
+    from dataloader import window_starts
+    starts = window_starts(40, 32, 5000, [0, 0, 0])
+    assert starts.min() == 0 and starts.max() == 40 - 32 - 1
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_previous(tmp_path, dataset, monkeypatch):
+    run(tmp_path, dataset, "--max_iters=2", "--eval_interval=100", "--checkpoint_interval=2")
+    import checkpoint
+
+    def no_space(obj, f):
+        f.write(b"x" * 1000)
+        raise OSError(__import__("errno").ENOSPC, "No space left on device")
+    monkeypatch.setattr(checkpoint.torch, "save", no_space)
+    with pytest.raises(SystemExit, match="disk full while writing .*ckpt_0000004.pt"):
+        run(tmp_path, dataset, "--max_iters=4", "--eval_interval=100", "--checkpoint_interval=2", "--resume")
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.glob("*ckpt*")) == ["ckpt_0000002.pt"]  # no temp file left
+    assert torch.load(tmp_path / "ckpt_0000002.pt", weights_only=False)["step"] == 2
+
+
+def test_checkpoint_every_s_saves_by_the_clock(tmp_path, dataset):
+    records = run(tmp_path, dataset, "--max_iters=6", "--eval_interval=100", "--checkpoint_interval=100",
+                  "--checkpoint_every_s=0.000001", "--keep_last=10")
+    assert records[-1]["status"] == "finished"
+    # every step is "due" at this interval: a save before each of the 6 steps, and the last step's
+    assert [p.name for p in sorted(tmp_path.glob("ckpt_*.pt"))] == [f"ckpt_{s:07d}.pt" for s in range(7)]
+
+
+def test_allow_new_dataset_switches_and_logs_it(tmp_path, dataset, tmp_path_factory):
+    run(tmp_path / "run", dataset, "--max_iters=2", "--eval_interval=100")
+    other = tmp_path_factory.mktemp("other")
+    __import__("shutil").copytree(dataset, other, dirs_exist_ok=True)
+    meta = json.loads((other / "meta.json").read_text())
+    meta["bins"]["train.bin"]["docs"] += 1  # a different dataset, as far as the hash can tell
+    (other / "meta.json").write_text(json.dumps(meta))
+    train.main([*SMALL, f"--dataset={other}", f"--out_dir={tmp_path / 'run'}", "--max_iters=4", "--resume",
+                "--allow_new_dataset=True", "--eval_interval=100"])
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    events = [r["event"] for r in records if r["kind"] == "event"]
+    assert events == ["resume", "dataset_switch"] and records[-1]["status"] == "finished"
+
+
+def test_torture_kills_and_sigterms_end_bit_identical(tmp_path):
+    """tests/torture.py shortened: 3 SIGKILLs at random moments (some mid-checkpoint) and a SIGTERM."""
+    from torture import torture
+    identical, loadable, events = torture(tmp_path, kills=3, terms=1, max_iters=30, log=lambda line: None)
+    assert identical and loadable, events
