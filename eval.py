@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 import export_hf
-from common import cli, dataset_path, write_json
+from common import UserError, cli, dataset_path, write_json
 from runs import compare_runs
 from sample import generate_text, load_run
 
@@ -78,10 +78,10 @@ def eval_dataset(model, ckpt, max_tokens=None):
     data_dir = dataset_path(ckpt.get("config", {}).get("dataset", "default"))
     meta_path = data_dir / "meta.json"
     if not meta_path.is_file():
-        raise SystemExit(f"{meta_path}: the run's dataset is not here; pass --bin FILE or --text FILE")
+        raise UserError(f"{meta_path}: the run's dataset is not here; pass --bin FILE or --text FILE")
     meta = json.loads(meta_path.read_text())
     if meta.get("tokenizer_hash", ckpt["tokenizer_hash"]) != ckpt["tokenizer_hash"]:
-        raise SystemExit(f"{meta_path}: tokenized with another tokenizer than {ckpt['path']}")
+        raise UserError(f"{meta_path}: tokenized with another tokenizer than {ckpt['path']}")
     results = {}
     for name, info in sorted(meta["bins"].items()):
         if name.startswith("val") and (data_dir / name).is_file():
@@ -94,21 +94,26 @@ def eval_file(model, enc, path, max_tokens=None):
     """A .bin of uint16 ids (bytes from a meta.json beside it, if it names the bin) or a UTF-8 text file."""
     path = Path(path)
     if not path.is_file():
-        raise SystemExit(f"{path}: no such file")
+        raise UserError(f"{path}: no such file")
     if path.suffix == ".bin":
+        if path.stat().st_size % 2:
+            raise UserError(f"{path}: {path.stat().st_size} bytes, not a whole number of uint16 token ids")
         tokens = np.memmap(path, dtype=np.uint16, mode="r")  # (N,) token ids
         if len(tokens) < 2:
-            raise SystemExit(f"{path}: fewer than 2 tokens")
+            raise UserError(f"{path}: fewer than 2 tokens")
+        if int(tokens.max()) >= model.config.vocab_size:  # the embedding lookup would fail deep in torch
+            raise UserError(f"{path}: token id {int(tokens.max())} >= the model's vocab_size "
+                            f"{model.config.vocab_size} (a bin made with another tokenizer?)")
         meta = path.parent / "meta.json"
         info = json.loads(meta.read_text())["bins"].get(path.name, {}) if meta.is_file() else {}
         return loss_report(*sum_nll(model, tokens, max_tokens=max_tokens), info.get("tokens"), info.get("bytes"))
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise SystemExit(f"{path}: not UTF-8 text (give a .bin of token ids instead)") from None
+        raise UserError(f"{path}: not UTF-8 text (give a .bin of token ids instead)") from None
     tokens = np.array([enc.eot_token] + enc.encode_ordinary(text))  # (N,): a document after <|endoftext|>
     if len(tokens) < 2:
-        raise SystemExit(f"{path}: empty")
+        raise UserError(f"{path}: empty")
     return loss_report(*sum_nll(model, tokens, max_tokens=max_tokens), len(tokens), len(text.encode("utf-8")))
 
 
@@ -131,16 +136,16 @@ def sample_prompts(model, enc):
 def read_jsonl(path):
     path = Path(path)
     if not path.is_file():
-        raise SystemExit(f"{path}: no such file")
+        raise UserError(f"{path}: no such file")
     rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as error:
-                raise SystemExit(f"{path}:{number}: not JSON ({error.msg})") from None
+                raise UserError(f"{path}:{number}: not JSON ({error.msg})") from None
     if not rows:
-        raise SystemExit(f"{path}: no items")
+        raise UserError(f"{path}: no items")
     return rows
 
 
@@ -186,10 +191,10 @@ def load_mc(path, fmt="auto"):
     try:
         items = loader(path)
     except (KeyError, TypeError, ValueError) as error:
-        raise SystemExit(f"{path}: not {fmt}-format jsonl ({type(error).__name__}: {error})") from None
+        raise UserError(f"{path}: not {fmt}-format jsonl ({type(error).__name__}: {error})") from None
     bad = [i for i, item in enumerate(items) if not 0 <= item["label"] < len(item["endings"])]
     if bad:
-        raise SystemExit(f"{path}: item {bad[0] + 1} has label {items[bad[0]]['label']} outside its endings")
+        raise UserError(f"{path}: item {bad[0] + 1} has label {items[bad[0]]['label']} outside its endings")
     return items
 
 

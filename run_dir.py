@@ -32,8 +32,11 @@ def open_run_dir(out, config, tok_dir, fresh):
     config.json. Returns the lock (common.release_lock frees it)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: out_dir is a file, not a directory")
-    lock = run_lock(out, "train.py")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = run_lock(out, "train.py")
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # read-only disk, no permission, a file where a folder should be
+        raise UserError(f"{out}: cannot create the run directory ({error.strerror})") from None
     old = [p for pattern in OUTPUTS for p in out.glob(pattern)] if fresh else []
     if old:
         print(f"{out}: starting fresh, removing {len(old)} outputs of an earlier run (--resume continues it)")

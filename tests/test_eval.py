@@ -102,6 +102,14 @@ def test_eval_cli_writes_loss_ppl_bpb_and_samples(tmp_path, tokenizer_dir, capsy
     assert r["bpb"] == pytest.approx(r["loss"] * n / (len(text.read_bytes()) * math.log(2)))
     with pytest.raises(SystemExit, match="missing.bin: no such file"):
         ev.main(["--ckpt", str(tmp_path / "run"), "--bin", str(tmp_path / "missing.bin")])
+    odd = tmp_path / "odd.bin"
+    odd.write_bytes(b"\x01\x00\x02")  # a bin cut in the middle of a uint16
+    with pytest.raises(SystemExit, match="odd.bin: 3 bytes, not a whole number of uint16"):
+        ev.main(["--ckpt", str(tmp_path / "run"), "--bin", str(odd)])
+    alien = tmp_path / "alien.bin"
+    np.array([1, 2, 60000, 3], dtype=np.uint16).tofile(alien)  # ids from a bigger tokenizer
+    with pytest.raises(SystemExit, match="alien.bin: token id 60000 >= the model's vocab_size"):
+        ev.main(["--ckpt", str(tmp_path / "run"), "--bin", str(alien)])
 
 
 # -----------------------------------------------------------------------------

@@ -417,3 +417,9 @@ def test_torture_kills_and_sigterms_end_bit_identical(tmp_path):
     from torture import torture
     identical, loadable, events = torture(tmp_path, kills=3, terms=1, max_iters=30, log=lambda line: None)
     assert identical and loadable, events
+
+
+def test_an_unwritable_out_dir_is_one_line(tmp_path, dataset):
+    (tmp_path / "a_file").write_text("")  # a file where a folder should be: fails even for root
+    with pytest.raises(SystemExit, match="cannot create the run directory"):
+        run(tmp_path / "a_file" / "run", dataset, "--max_iters=1")
