@@ -171,7 +171,7 @@ def bench_memory(quick):
     rows = []
     for path, batch in (("config/124m.py", 8), ("config/1b.py", 2)):
         config, values = model_config(path)
-        predicted = memory_plan(config, batch, a=2, checkpointing=values["activation_checkpointing"])["peak"]
+        predicted = memory_plan(config, batch, dtype_bytes=2, checkpointing=values["activation_checkpointing"])["peak"]
         _, measured = train_steps(config, batch, 1)
         rows.append(dict(config=path, batch_size=batch, predicted_gib=predicted / 2**30,
                          measured_gib=measured / 2**30, measured_vs_predicted=measured / predicted))

@@ -125,8 +125,8 @@ def memory_table(shape):
     for mode, world_size in [("ddp", 1), ("ddp", 2), ("zero", 2), ("zero", 4), ("fsdp", 2), ("fsdp", 4)]:
         ranks = _run_bench(world_size, threads=1, mode=mode, **shape)
         peak = max(rank["peak"] for rank in ranks)  # the rank that needs the most decides what fits
-        planned = memory_plan(config, shape["batch_size"], a=4, world_size=world_size, zero=int(mode == "zero"),
-                              fsdp=mode == "fsdp", fused_norm=False)["peak"]  # fp32, torch's RMSNorm
+        planned = memory_plan(config, shape["batch_size"], dtype_bytes=4, world_size=world_size,  # fp32
+                              zero=int(mode == "zero"), fsdp=mode == "fsdp", fused_norm=False)["peak"]  # torch RMSNorm
         print(f"| {mode} | {world_size} | {ranks[0]['params'] / 1e6:.1f}M | {ranks[0]['predicted'] / 2**20:.0f} | "
               f"{planned / 2**20:.0f} | {peak / 2**20:.0f} | {peak / planned:.2f} |", flush=True)
 

@@ -40,7 +40,7 @@ from train import get_config
 #                                                     that is reduce-scattered, the next unit's prefetched weights)
 #   FSDP + offload    in CPU RAM: 16/N; the GPU holds only the gathered unit
 #
-# Activations saved for backward, bytes per token (a = bytes of the compute dtype: 2 in bf16, 4 in fp32;
+# Activations saved for backward, bytes per token (a = dtype_bytes, of the compute dtype: 2 in bf16, 4 in fp32;
 # the residual stream, the norms and the softmax statistics stay fp32; D = head dim, F = SwiGLU width):
 #   per layer  2 x (4C + 4)          the two RMSNorms' inputs and 1/rms (the torch RMSNorm also keeps
 #                                    x/rms: + 2 x 4C; the Triton kernel recomputes it)
@@ -78,18 +78,18 @@ def counts(config):
     return n, model.num_params(non_embedding=True) + config.vocab_size * config.n_embd, max(block, n - config.n_layer * block)
 
 
-def activation_bytes_per_token(c, a, fused_norm, cpu=False):
+def activation_bytes_per_token(c, dtype_bytes, fused_norm, cpu=False):
     """(one layer, the head): bytes per token saved for backward (the table above)."""
     D, F = c.n_embd // c.n_head, c.hidden
     norm = 4 * c.n_embd + 4 + (0 if fused_norm else 4 * c.n_embd)
-    attn = 4 if cpu else a  # on a CPU, attention() runs in fp32 whatever the autocast dtype
-    layer = (2 * norm + a * (2 * c.n_embd + c.n_embd + 4 * F) + attn * (2 * c.n_embd + 2 * c.n_kv_head * D)
-             + 4 * c.n_head)
-    head = norm + a * c.n_embd + (4 + a) * c.vocab_size
+    attn = 4 if cpu else dtype_bytes  # on a CPU, attention() runs in fp32 whatever the autocast dtype
+    layer = (2 * norm + dtype_bytes * (2 * c.n_embd + c.n_embd + 4 * F)
+             + attn * (2 * c.n_embd + 2 * c.n_kv_head * D) + 4 * c.n_head)
+    head = norm + dtype_bytes * c.n_embd + (4 + dtype_bytes) * c.vocab_size
     return layer, head
 
 
-def memory_plan(c, batch_size, a=2, world_size=1, zero=0, fsdp=False, offload=False, checkpointing=False,
+def memory_plan(c, batch_size, dtype_bytes=2, world_size=1, zero=0, fsdp=False, offload=False, checkpointing=False,
                 grad_accum=1, fused_norm=True, cpu=False):
     """Peak bytes per rank for training GPTConfig c on micro-batches of batch_size x c.block_size tokens;
     a dict of the parts (see the table above)."""
@@ -97,12 +97,13 @@ def memory_plan(c, batch_size, a=2, world_size=1, zero=0, fsdp=False, offload=Fa
     N = world_size
     shard = N if fsdp else 1
     plan = dict(weights=4 * n / shard, grads=4 * n / shard, optimizer=8 * n / (N if (zero or fsdp) else 1),
-                copies=2 * matmul if a == 2 and not fsdp else 0, unit=(3 * a + 4) * unit if fsdp else 0)
+                copies=2 * matmul if dtype_bytes == 2 and not fsdp else 0,
+                unit=(3 * dtype_bytes + 4) * unit if fsdp else 0)
     if offload:  # FSDP's CPUOffloadPolicy: shards, grads and optimizer states live in CPU RAM
         plan["cpu"] = plan["weights"] + plan["grads"] + plan["optimizer"]
         plan["weights"] = plan["grads"] = plan["optimizer"] = 0
     tokens = batch_size * c.block_size
-    layer, head = activation_bytes_per_token(c, a, fused_norm, cpu)
+    layer, head = activation_bytes_per_token(c, dtype_bytes, fused_norm, cpu)
     kept = 4 * c.n_embd if checkpointing else layer  # per layer: its input only, or everything
     plan["activations"] = tokens * (c.n_layer * kept + head)
     plan["loss_grads"] = tokens * 8 * c.vocab_size
@@ -113,7 +114,8 @@ def memory_plan(c, batch_size, a=2, world_size=1, zero=0, fsdp=False, offload=Fa
                copies_kept + plan["activations"] + plan["loss_grads"] + grads_alive,       # start of backward
                plan["grads"]]                                                              # end of backward
     if checkpointing:  # later, the head is freed, a layer is recomputed, and its backward holds gradients
-        plan["recompute"] = tokens * (layer + a * 2 * c.hidden)  # ... of which c_fc's output's (2F) is the largest
+        # ... of which c_fc's output's (2F) is the largest
+        plan["recompute"] = tokens * (layer + dtype_bytes * 2 * c.hidden)
         block_copies = plan["copies"] * (matmul - c.vocab_size * c.n_embd) / matmul / c.n_layer
         moments.append(copies_kept + block_copies + tokens * c.n_layer * kept + plan["recompute"] + plan["grads"])
     plan["peak"] = plan["weights"] + plan["optimizer"] + plan["unit"] + max(moments)
@@ -192,11 +194,11 @@ def report(path, gpu="H100", gpu_mem=0, gpus=1, zero=None, fsdp=False, offload=F
     if values["tokens_per_step"]:  # as train.py: accumulate until a step sees tokens_per_step tokens
         accum, rest = divmod(values["tokens_per_step"], batch * c.block_size * gpus)
         if rest or not accum:
-            raise SystemExit(f"{path}: tokens_per_step={values['tokens_per_step']} is not a multiple of "
+            raise UserError(f"{path}: tokens_per_step={values['tokens_per_step']} is not a multiple of "
                              f"batch_size x block_size x GPUs = {batch * c.block_size * gpus}")
     gpu_gib = gpu_mem or GPUS[gpu][0]
     usable = usable_bytes(gpu_gib)
-    common = dict(a=4 if values["dtype"] == "float32" else 2, world_size=gpus, grad_accum=accum,
+    common = dict(dtype_bytes=4 if values["dtype"] == "float32" else 2, world_size=gpus, grad_accum=accum,
                   fused_norm=c.kernels != "torch")
     plan = memory_plan(c, batch, zero=zero, fsdp=fsdp, offload=offload, checkpointing=checkpointing, **common)
     strategy = ("FSDP + offload" if offload else "FSDP" if fsdp else "ZeRO-1" if zero else "DDP") + \
@@ -204,7 +206,7 @@ def report(path, gpu="H100", gpu_mem=0, gpus=1, zero=None, fsdp=False, offload=F
     print(f"\nmemory per GPU: {strategy}, {gpus} x {gpu} ({gpu_gib:g} GiB; {usable / GiB:.1f} usable after "
           f"1 GiB CUDA context and 5% slack), {values['dtype']}, micro-batch {batch}, accumulation {accum}")
     print(describe(plan, c, batch) + ("   FITS" if plan["peak"] <= usable else "   DOES NOT FIT"))
-    layer, head = activation_bytes_per_token(c, common["a"], common["fused_norm"])
+    layer, head = activation_bytes_per_token(c, common["dtype_bytes"], common["fused_norm"])
     print(f"  activations per sequence: {(c.n_layer * layer + head) * c.block_size / GiB:.3f} GiB; with "
           f"checkpointing {(c.n_layer * 4 * c.n_embd + head) * c.block_size / GiB:.3f} GiB")
     print(f"  per layer and sequence: {layer * c.block_size / 2**20:.1f} MiB; checkpointed "
@@ -357,7 +359,7 @@ def validate(cases=VALIDATION):
     ratios = []
     for (fields, batch, accum, dtype), measured in zip(cases, json.loads(done.stdout.splitlines()[-1])):
         c = GPTConfig(**fields, kernels="torch")
-        predicted = memory_plan(c, batch, a=4 if dtype == "float32" else 2, grad_accum=accum, fused_norm=False,
+        predicted = memory_plan(c, batch, dtype_bytes=4 if dtype == "float32" else 2, grad_accum=accum, fused_norm=False,
                                 checkpointing=c.activation_checkpointing, cpu=True)["peak"]
         ratios.append(measured / predicted)
         print(f"| L{c.n_layer} C{c.n_embd} H{c.n_head}/{c.n_kv_head} V{c.vocab_size} | {batch} x {c.block_size} | "

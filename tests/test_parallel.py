@@ -166,7 +166,7 @@ def test_predicted_memory_per_rank_matches_the_measured_peak(two_ranks):
     for mode in ["ddp", "zero", "fsdp"]:
         measured = results[f"measure {mode}"]
         peaks[mode] = measured["peak"]
-        planned = memory_plan(GPTConfig(**MEASURED), 1, a=4, world_size=2, zero=int(mode == "zero"),
+        planned = memory_plan(GPTConfig(**MEASURED), 1, dtype_bytes=4, world_size=2, zero=int(mode == "zero"),
                               fsdp=mode == "fsdp", fused_norm=False)["peak"]
         assert measured["peak"] == pytest.approx(measured["predicted"], rel=0.2), mode
         assert measured["peak"] == pytest.approx(planned, rel=0.2), mode

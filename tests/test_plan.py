@@ -13,7 +13,7 @@ TINY = dict(block_size=16, vocab_size=50, n_layer=2, n_head=4, n_kv_head=2, n_em
 def test_planner_matches_hand_computation():
     """TINY in bf16, one GPU, micro-batch 3: every part of the peak recomputed from the table in plan.py."""
     c = GPTConfig(**TINY)
-    memory = plan.memory_plan(c, 3, a=2)
+    memory = plan.memory_plan(c, 3, dtype_bytes=2)
     n = 50 * 32 + 2 * (32 * 64 + 32 * 32 + 32 * 512 + 256 * 32 + 64) + 32  # as in test_num_params
     matmul = n  # every parameter but the embedding lookup; tied, the head is that same matrix
     C, V, F, D, Hkv, H, tokens = 32, 50, 256, 8, 2, 4, 3 * 16
@@ -25,7 +25,7 @@ def test_planner_matches_hand_computation():
     assert memory["loss_grads"] == tokens * 8 * V
     grads_alive = 4 * V * C  # one micro-batch, no DDP: only the head's gradient exists early in backward
     assert memory["peak"] == 12 * n + 2 * matmul + tokens * (2 * layer + head + 8 * V) + grads_alive
-    ckpt = plan.memory_plan(c, 3, a=2, checkpointing=True)
+    ckpt = plan.memory_plan(c, 3, dtype_bytes=2, checkpointing=True)
     assert ckpt["activations"] == tokens * (2 * 4 * C + head)
     assert ckpt["recompute"] == tokens * (layer + 2 * 2 * F)
     # four moments; checkpointed blocks' bf16 copies die after the forward, one block's come back to recompute
@@ -35,8 +35,8 @@ def test_planner_matches_hand_computation():
     assert ckpt["peak"] == pytest.approx(ckpt_peak)
     # the largest micro-batch is the last one whose peak fits
     usable = memory["peak"]
-    assert plan.largest_batch(c, usable, a=2) == 3
-    assert plan.memory_plan(c, 4, a=2)["peak"] > usable
+    assert plan.largest_batch(c, usable, dtype_bytes=2) == 3
+    assert plan.memory_plan(c, 4, dtype_bytes=2)["peak"] > usable
 
 
 def test_planner_model_states_match_the_zero_table():
@@ -44,7 +44,7 @@ def test_planner_model_states_match_the_zero_table():
     c = GPTConfig(**TINY)
     n, _, unit = plan.counts(c)
     for mode, options in [("ddp", {}), ("zero", dict(zero=1)), ("fsdp", dict(fsdp=True))]:
-        memory = plan.memory_plan(c, 1, a=4, world_size=4, **options)
+        memory = plan.memory_plan(c, 1, dtype_bytes=4, world_size=4, **options)
         states = memory["weights"] + memory["grads"] + memory["optimizer"] + memory["unit"]
         assert states == pytest.approx(plan.predicted_bytes(mode, n, 4, unit)), mode
 
