@@ -10,6 +10,9 @@ model.py — a compact decoder-only transformer in the style 1B-7B open models u
 - SwiGLU MLP: silu(x W_gate) * (x W_up) W_down.
 - Grouped-query attention: n_head query heads share n_kv_head key/value heads (a smaller KV cache).
 - No biases anywhere; the output head may share the embedding matrix (tie_embeddings).
+- Two fixes for the instabilities of high learning rates (Wortsman et al. 2023, arXiv:2309.14322), off by
+  default: qk_norm (q and k normalised per head, so q.k cannot grow without bound: attention-logit growth)
+  and z_loss (a penalty on log Z = logsumexp(logits), so the output logits cannot drift: logit divergence).
 
 The model knows no loop, no optimizer and no GPU budget: train.py trains it, plan.py answers "will it fit,
 how long, what will it cost?" from the same GPTConfig, sample.py and eval.py load it from checkpoints.
@@ -41,6 +44,8 @@ class GPTConfig:
     norm_eps: float = 1e-6                  # RMSNorm's epsilon
     kernels: str = "auto"                   # "auto" (Triton on CUDA) | "triton" | "torch"
     activation_checkpointing: bool = False  # recompute each block in backward instead of storing it
+    qk_norm: bool = False                   # RMSNorm q and k per head before RoPE: caps the attention logits
+    z_loss: float = 0.0                     # training adds z_loss * mean(logsumexp(logits)^2): keeps logits near 0
 
     def __post_init__(self):
         if self.n_embd % self.n_head or self.n_head % self.n_kv_head:
@@ -173,15 +178,26 @@ class CausalSelfAttention(nn.Module):
         # q for every head, k and v only for the kv heads, in one matmul
         self.c_attn = nn.Linear(config.n_embd, (config.n_head + 2 * config.n_kv_head) * self.head_dim, bias=False)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        # qk_norm: one gain vector (D,) for all heads of q, one for k. Without it a high LR grows |q|, |k|
+        # until softmax(q.k) is one-hot (attention-entropy collapse); with it |q.k| <= D * gain_q * gain_k.
+        self.q_norm = RMSNorm(self.head_dim, config.norm_eps, config.kernels) if config.qk_norm else None
+        self.k_norm = RMSNorm(self.head_dim, config.norm_eps, config.kernels) if config.qk_norm else None
 
-    def forward(self, x, cos, sin, cache=None):
+    def qkv(self, x, cos, sin):
+        """x (B, T, C) -> q (B, H, T, D), k and v (B, H_kv, T, D): projected, normalised (qk_norm), rotated."""
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split([C, self.n_kv_head * self.head_dim, self.n_kv_head * self.head_dim], dim=-1)
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)     # (B, H, T, D)
         k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, H_kv, T, D)
         v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, H_kv, T, D)
         v = v.contiguous()  # a copy: else v, a view, would keep the whole c_attn output alive for backward
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if self.q_norm is not None:  # over D, per head and position, before RoPE (a rotation keeps the norm)
+            q, k = self.q_norm(q), self.k_norm(k)
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+    def forward(self, x, cos, sin, cache=None):
+        B, T, C = x.size()
+        q, k, v = self.qkv(x, cos, sin)
         mask = None
         if cache is not None and cache.pos > 0:
             # the new queries sit at positions pos..pos+T-1 and see every key up to their own position
@@ -269,6 +285,9 @@ class GPT(nn.Module):
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
+            if self.config.z_loss and self.training:  # PaLM's z-loss, training only: eval loss stays pure CE
+                log_z = torch.logsumexp(logits.float(), dim=-1)[targets != -1]  # (tokens,)
+                loss = loss + self.config.z_loss * log_z.pow(2).mean()
         return logits, loss
 
     # -------------------------------------------------------------------------

@@ -71,6 +71,8 @@ rope_theta = 10000.0              # RoPE base
 norm_eps = 1e-6                   # RMSNorm epsilon
 kernels = "auto"                  # attention/RMSNorm kernels: "auto" | "triton" | "torch"
 activation_checkpointing = False  # recompute each block in backward instead of storing its activations
+qk_norm = False                   # RMSNorm q and k per head (Wortsman et al. 2023: no attention-logit growth)
+z_loss = 0.0                      # + z_loss * logsumexp(logits)^2 in the train loss (1e-4 in PaLM; 0 = off)
 vocab_size = 0                    # 0 = the dataset's meta.json vocab_size
 # optimizer
 optimizer = "adamw"               # "adamw" | "sgd"
@@ -99,8 +101,9 @@ spike_sigma = 6.0                 # a spike: loss > running mean + spike_sigma *
 spike_window = 50                 # steps in the running statistics
 spike_burnin = 20                 # steps before spikes are judged (the early loss falls too fast)
 grad_explosion_factor = 10.0      # an explosion: grad norm > this x the running median
-rollback_lr_mult = 0.5            # after a rollback the LR is multiplied by this ...
-rollback_lr_steps = 50            # ... for this many steps
+rollback_lr_mult = 0.5            # after a rollback the LR drops to this x the schedule's ...
+rollback_lr_steps = 50            # ... and ramps back to 1 x over this many steps
+layer_stats_interval = 0          # every N steps: per-block grad norm, activation RMS/max, attention logit max (0 = off)
 max_rollbacks = 5                 # more rollbacks than this: stop with status "diverged"
 diverge_patience = 5              # this many NaN or skipped steps in a row: stop with status "diverged"
 # fault injection (tests and the incident lab)
@@ -110,6 +113,7 @@ inject_lr_mult = 1.0              # multiply the LR by this ...
 inject_lr_start = 0               # ... from this step ...
 inject_lr_steps = 0               # ... for this many steps
 inject_slow_save = 0.0            # seconds to sleep between writing a checkpoint and renaming it
+inject_slow_reader = 0.0          # a slow data reader: each batch waits this x the last step's compute time
 # several processes (parallel.py)
 zero = 0                          # 1 = ZeRO-1: shard AdamW's states over the ranks
 fsdp = False                      # shard weights, grads and optimizer states per block (FSDP2)
@@ -118,7 +122,7 @@ dist_timeout_s = 600              # a collective waiting longer than this fails 
 # -----------------------------------------------------------------------------
 DEFAULTS = {k: v for k, v in globals().items() if not k.startswith("_") and isinstance(v, (bool, int, float, str))}
 MODEL_KEYS = ["block_size", "vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd", "ffn_hidden",
-              "tie_embeddings", "rope_theta", "norm_eps", "kernels", "activation_checkpointing"]
+              "tie_embeddings", "rope_theta", "norm_eps", "kernels", "activation_checkpointing", "qk_norm", "z_loss"]
 
 
 CHOICES = [("lr_schedule", ("cosine", "wsd", "constant", "range_test")), ("optimizer", ("adamw", "sgd")),
@@ -170,6 +174,7 @@ def get_lr(step, cfg):
 def train_rows(ctx, data_step, first, count):
     """(count, T + 1) int64 rows first..first+count of data step data_step's global batch, and their offsets."""
     path, T = ctx.data_dir / "train.bin", ctx.cfg.block_size
+    monitor.slow_reader(ctx.cfg, ctx.run.last_compute_s / ctx.accum)  # the data-loader stall incident
     starts = window_starts(bin_length(path), T, ctx.rows_per_step, [ctx.cfg.seed, 0, data_step])
     starts = starts[first:first + count]
     xy = read_windows(path, starts, T + 1)
@@ -219,7 +224,7 @@ def setup(cfg):
     ctx.run = SimpleNamespace(step=0, data_step=0, lr_cut_until=0, rollbacks=0, bad_in_row=0,
                               best_val_loss=math.inf, losses=deque(maxlen=cfg.spike_window),
                               norms=deque(maxlen=cfg.spike_window), range_points=[], stop_signal=None,
-                              last_save=time.time())
+                              last_save=time.time(), last_compute_s=0.0)
     return ctx
 
 
@@ -342,26 +347,30 @@ def eval_and_log(ctx):
 
 def current_lr(ctx):
     cfg, run = ctx.cfg, ctx.run
-    lr = get_lr(run.step, cfg) * monitor.injected_lr_mult(cfg, run.data_step)
-    if run.step < run.lr_cut_until:  # for a while after a rollback (PaLM's recipe)
-        lr *= cfg.rollback_lr_mult
-    return lr
+    # after a rollback, rollback_lr_mult x the schedule ramping back to 1 x at lr_cut_until (PaLM's recipe)
+    return get_lr(run.step, cfg) * monitor.injected_lr_mult(cfg, run.data_step) * \
+        monitor.rollback_ramp(cfg, run.step, run.lr_cut_until)
 
 
 def forward_backward(ctx, lr):
-    """Gradients of one global batch: returns (mean loss, pre-clip gradient norm) as Python floats.
+    """Gradients of one global batch: returns (mean loss, pre-clip gradient norm, seconds spent waiting
+    for the batches) as Python floats.
 
     Nothing waits for the device inside the micro-step loop; the .tolist() at the end is the one host
     sync per step, which the monitor needs before deciding whether to apply the update.
     """
-    cfg = ctx.cfg
+    cfg, data_s = ctx.cfg, 0.0
     for group in ctx.optimizer.param_groups:
         group["lr"] = lr
     loss_sum = torch.zeros((), device=ctx.device)
+    every = cfg.layer_stats_interval
+    layers = monitor.watch_layers(ctx.model) if every and ctx.run.step % every == 0 else None
     for micro in range(ctx.accum):
         first = (micro * ctx.world_size + ctx.rank) * cfg.batch_size  # this rank's rows of the global batch
+        t0 = time.perf_counter()
         xy, _ = train_rows(ctx, ctx.run.data_step, first, cfg.batch_size)
         x, y = to_device(xy, ctx.device)  # (B, T) each
+        data_s += time.perf_counter() - t0
         set_gradient_sync(ctx.ddp_model, micro == ctx.accum - 1)  # DDP all-reduces on the last micro-step only
         with ctx.autocast:
             _, loss = ctx.forward(x, y)
@@ -369,26 +378,15 @@ def forward_backward(ctx, lr):
         ctx.scaler.scale(loss).backward()
         loss_sum += loss.detach()
     ctx.scaler.unscale_(ctx.optimizer)  # true gradients, so clipping and the logged norm mean what they say
+    if layers:  # per-block gradient norms (pre-clip) beside the activations the hooks saw
+        monitor.log_layers(ctx, layers)
     norm = torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
     norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP: a sharded (DTensor) scalar
     if ctx.world_size > 1:
         dist.all_reduce(loss_sum)  # every rank then judges the same numbers and takes the same action
         loss_sum /= ctx.world_size
     loss, grad_norm = torch.stack([loss_sum.float(), norm.float().to(ctx.device)]).tolist()
-    return loss, grad_norm
-
-
-def handle_anomaly(ctx, anomaly, detail, data_step, loss, grad_norm):
-    """Dump the batch, do what spike_policy says, log the event; returns the action taken."""
-    rows = min(32, ctx.rows_per_step)
-    xy, starts = train_rows(ctx, data_step, 0, rows)
-    batch_file = monitor.dump_batch(ctx, xy, starts, ctx.run.step + 1, data_step)
-    action, restored = monitor.respond(ctx.cfg, anomaly, lambda: rollback(ctx))
-    monitor.log_record(ctx, monitor.event_record(ctx.run.step + 1, anomaly, action, detail, loss, grad_norm, data_step,
-                                         ctx.rows_per_step, batch_file, restored, round(elapsed(ctx), 3)))
-    if ctx.rank == 0:
-        print(f"step {ctx.run.step + 1}: {anomaly} ({detail}) -> {action}" + (f" to {restored}" if restored else ""))
-    return action
+    return loss, grad_norm, data_s
 
 
 # -----------------------------------------------------------------------------
@@ -399,7 +397,7 @@ def train(ctx):
     """Optimizer steps until max_iters; returns the run's end status: "finished", "diverged", or
     "preempted" (SIGTERM or SIGINT: the step in flight finishes, a checkpoint is saved)."""
     cfg, run = ctx.cfg, ctx.run
-    step_seconds = []  # since the last log line
+    step_seconds, data_seconds = [], []  # since the last log line
     while run.step < cfg.max_iters:
         timed_save = cfg.checkpoint_every_s > 0 and time.time() - run.last_save >= cfg.checkpoint_every_s
         stop, timed_save = agree([run.stop_signal is not None, timed_save], ctx.world_size, ctx.device)
@@ -410,15 +408,18 @@ def train(ctx):
             return "preempted"
         t0 = time.perf_counter()
         lr = current_lr(ctx)
-        loss, grad_norm = forward_backward(ctx, lr)
+        loss, grad_norm, data_s = forward_backward(ctx, lr)
         anomaly, detail = monitor.check_stability(loss, grad_norm, (run.losses, run.norms), cfg,
                                                   ctx.scaler.is_enabled())
+        # the evidence (the batch, the first layer that went non-finite) before an update changes the weights
+        evidence = monitor.collect_evidence(ctx, train_rows, anomaly, run.data_step) if anomaly else None
         if anomaly is None or cfg.spike_policy == "warn":
             ctx.scaler.step(ctx.optimizer)  # a plain optimizer.step() unless fp16 with a scaler
         ctx.scaler.update()
         ctx.optimizer.zero_grad(set_to_none=True)
         run.data_step += 1  # whatever happened, the next step reads the next batch
-        action = handle_anomaly(ctx, anomaly, detail, run.data_step - 1, loss, grad_norm) if anomaly else "update"
+        action = monitor.handle_anomaly(ctx, anomaly, detail, evidence, loss, grad_norm,
+                                        lambda: rollback(ctx)) if anomaly else "update"
         # a run that keeps failing (NaN after NaN, or spike after skipped spike: skipping cannot repair
         # weights a bad update already broke) stops instead of spinning until max_iters
         run.bad_in_row = run.bad_in_row + 1 if anomaly == "nan" or action == "skip" else 0
@@ -428,9 +429,11 @@ def train(ctx):
             continue
         run.step += 1
         step_seconds.append(time.perf_counter() - t0)
+        data_seconds.append(data_s)
+        run.last_compute_s = step_seconds[-1] - data_s
         if run.step % cfg.log_interval == 0 or run.step == cfg.max_iters:
-            monitor.log_train(ctx, loss, grad_norm, lr, step_seconds, round(elapsed(ctx), 3))
-            step_seconds = []
+            monitor.log_train(ctx, loss, grad_norm, lr, (step_seconds, data_seconds), round(elapsed(ctx), 3))
+            step_seconds, data_seconds = [], []
         if run.step % cfg.checkpoint_interval == 0 or run.step == cfg.max_iters:
             save_checkpoint(ctx, f"ckpt_{run.step:07d}")
             checkpoint.prune(ctx.out_dir, cfg.keep_last)

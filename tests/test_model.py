@@ -167,3 +167,48 @@ def test_cpu_attention_under_bf16_autocast_computes_in_fp32():
         y = model_module.attention(q, k, v, "torch")
     reference = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True)
     assert y.dtype == torch.bfloat16 and torch.equal(y, reference.bfloat16())
+
+
+def test_qk_norm_makes_q_and_k_unit_rms_per_head_and_caps_the_logits():
+    """qk_norm: each head's q and k have RMS 1 over D (before the gains, which start at 1), whatever the
+    scale of c_attn; so |q.k| / sqrt(D) <= sqrt(D) even with c_attn's weights blown up 1000x."""
+    model = tiny_model(qk_norm=True)
+    attn = model.transformer.h[0].attn
+    with torch.no_grad():
+        attn.c_attn.weight.mul_(1000)
+    x = torch.randn(2, 16, 32)
+    cos, sin = model_module.rope_angles(torch.arange(16), 8, 10000.0)
+    q, k, v = attn.qkv(x, cos, sin)  # (B, H, T, D), (B, H_kv, T, D) x 2
+    assert q.shape == (2, 4, 16, 8) and k.shape == v.shape == (2, 2, 16, 8)
+    for t in (q, k):  # RoPE rotates pairs, so the per-head RMS survives it
+        torch.testing.assert_close(t.pow(2).mean(-1), torch.ones(t.shape[:-1]), rtol=1e-4, atol=1e-4)
+    logits = q @ k.repeat_interleave(2, dim=1).transpose(-2, -1) / 8 ** 0.5
+    assert logits.abs().max() <= 8 ** 0.5 + 1e-4
+    plain = tiny_model()
+    with torch.no_grad():
+        plain.transformer.h[0].attn.c_attn.weight.mul_(1000)
+    q0, k0, _ = plain.transformer.h[0].attn.qkv(x, cos, sin)
+    assert (q0 @ k0.repeat_interleave(2, dim=1).transpose(-2, -1)).abs().max() / 8 ** 0.5 > 1000
+    # off by default, and 2 x D gains per layer when on
+    assert plain.transformer.h[0].attn.q_norm is None
+    assert model.num_params() - plain.num_params() == 2 * 2 * 8
+
+
+def test_z_loss_adds_coeff_times_mean_squared_logsumexp_in_training_only():
+    idx, targets = torch.randint(0, 50, (2, 16)), torch.randint(0, 50, (2, 16))
+    targets[0, :3] = -1  # ignored positions count in neither term
+    plain, with_z = tiny_model(), tiny_model(z_loss=1e-2)
+    logits, ce = plain(idx, targets)
+    _, total = with_z(idx, targets)
+    log_z = torch.logsumexp(logits.float(), dim=-1)[targets != -1]
+    torch.testing.assert_close(total, ce + 1e-2 * log_z.pow(2).mean())
+    with_z.eval()  # evaluation reports the cross-entropy alone
+    torch.testing.assert_close(with_z(idx, targets)[1], ce)
+    # its gradient pulls log Z toward 0: a small SGD step on the z term alone lowers mean(log Z^2)
+    logits, _ = with_z(idx)
+    before = torch.logsumexp(logits, dim=-1).pow(2).mean()
+    before.backward()
+    with torch.no_grad():
+        for p in with_z.parameters():
+            p -= 0.01 * p.grad
+        assert torch.logsumexp(with_z(idx)[0], dim=-1).pow(2).mean() < before

@@ -254,6 +254,9 @@ def test_rollback_recovers_from_a_poisoned_batch(tmp_path, dataset):
     after = [r for r in records if r["kind"] == "train"][30]
     cfg = train.get_config([*SMALL, "--max_iters=40"])
     assert after["step"] == 31 and after["lr"] == pytest.approx(0.5 * train.get_lr(30, cfg))
+    # ... ramping back linearly over rollback_lr_steps=5: 0.5, 0.6, 0.7, 0.8, 0.9, then the schedule itself
+    ramp = [r["lr"] / train.get_lr(r["step"] - 1, cfg) for r in records if r["kind"] == "train"][30:37]
+    assert ramp == pytest.approx([0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.0])
     ckpt = torch.load(tmp_path / "ckpt_0000040.pt", weights_only=False)
     assert ckpt["data_state"] == {"data_step": 41, "lr_cut_until": 35, "rollbacks": 1}
 
@@ -280,6 +283,42 @@ def test_a_run_that_stays_nan_stops_as_diverged(tmp_path, dataset):
                   "--inject_lr_steps=30", "--inject_lr_mult=1e30", "--grad_clip=0.0", "--diverge_patience=3")
     assert records[-1]["status"] == "diverged" and records[-1]["step"] < 30
     assert [r["event"] for r in records if r["kind"] == "event"][-3:] == ["nan"] * 3
+
+
+def test_the_first_nonfinite_layer_is_named_in_the_event_and_the_batch_dump(tmp_path, dataset):
+    import monitor
+    torch.manual_seed(0)
+    model = train.GPT(train.GPTConfig(n_layer=2, n_head=2, n_kv_head=1, n_embd=32, vocab_size=50, kernels="torch"))
+    with torch.no_grad():
+        model.transformer.h[1].mlp.c_fc.weight[0, 0] = math.inf
+    found = []
+    hooks = monitor.first_nonfinite_hooks(model, found)
+    model(torch.randint(0, 50, (2, 8)))
+    assert found[:3] == ["transformer.h.1.mlp.c_fc", "transformer.h.1.mlp.c_proj", "transformer.h.1.mlp"]
+    [h.remove() for h in hooks]
+    # in a run: an LR x 1e30 at data step 5 wrecks the weights; the next step's forward is where it shows
+    records = run(tmp_path, dataset, "--max_iters=12", "--eval_interval=100", "--inject_lr_start=5",
+                  "--inject_lr_steps=1", "--inject_lr_mult=1e30", "--grad_clip=0.0", "--diverge_patience=3")
+    nan = next(r for r in records if r["kind"] == "event" and r["event"] == "nan")
+    assert nan["first_nonfinite_layer"].startswith(("forward: transformer.", "forward: lm_head", "backward: "))
+    assert json.loads(Path(nan["batch_file"]).read_text())["first_nonfinite_layer"] == nan["first_nonfinite_layer"]
+
+
+def test_layer_stats_every_n_steps_and_the_data_wait_of_a_slow_reader(tmp_path, dataset):
+    records = run(tmp_path / "stats", dataset, "--max_iters=10", "--eval_interval=100", "--layer_stats_interval=5",
+                  "--qk_norm=True", "--z_loss=1e-4")
+    layers = [r for r in records if r["kind"] == "layers"]
+    assert [r["step"] for r in layers] == [1, 6]
+    for r in layers:
+        assert all(len(r[k]) == 2 and all(0 < v < 1e3 for v in r[k])
+                   for k in ("grad_norm", "act_rms", "act_max", "attn_logit_max"))
+        assert max(r["attn_logit_max"]) <= 4.01  # qk_norm: |q.k| / sqrt(D) <= sqrt(D) = 4 while the gains are ~1
+    plain = [r for r in records if r["kind"] == "train"]
+    slow = [r for r in run(tmp_path / "slow", dataset, "--max_iters=10", "--eval_interval=100",
+                           "--inject_slow_reader=1.0") if r["kind"] == "train"]
+    share = [sum(r["data_ms"] for r in rs[2:]) / sum(r["step_ms"] for r in rs[2:]) for rs in (plain, slow)]
+    assert share[0] < 0.2 and 0.3 < share[1] < 0.7  # the reader sleeps as long as the last step computed
+    assert all(r["compute_ms"] == pytest.approx(r["step_ms"] - r["data_ms"], abs=0.02) for r in slow)
 
 
 # -----------------------------------------------------------------------------
