@@ -17,6 +17,7 @@ functions, the same files, so the bins come out byte-identical.
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -117,16 +118,20 @@ def texts_of(folder, local):
 # Stage 1: read -> clean -> keys
 
 
+WORD_OR_NEWLINE = re.compile(dedup.WORD.pattern + r"|\n")
+
+
 def normal_lines(text):
-    """Each line of text, normalised as dedup.normalize does (so its words, joined, are the document's):
-    [(original line, normalised words)]."""
-    return [(line, dedup.normalize(line)) for line in text.split("\n")]
+    """text -> its normalised lines (strings of words, one per line of text, blank lines included), in one
+    regex pass: dedup.normalize's words with the newlines kept. " ".join(words of a line) == the line's
+    string, and all the lines' words are dedup.normalize(text)."""
+    return " ".join(WORD_OR_NEWLINE.findall(dedup.DIGIT.sub("0", text.lower()))).split("\n")
 
 
-def line_hash(words):
-    """A line's 63-bit key for line dedup, or None if the line is too short to count."""
-    joined = " ".join(words)
-    return dedup.word_hash(joined) if len(joined) >= LINE_MIN_CHARS else None
+def line_key(line):
+    """A normalised line's 63-bit key for line dedup, or None if it is too short to count."""
+    line = line.strip()
+    return dedup.word_hash(line) if len(line) >= LINE_MIN_CHARS else None
 
 
 def clean_shard(shard, opts, folder):
@@ -155,13 +160,13 @@ def clean_shard(shard, opts, folder):
                 f.write(data)
                 offsets.append(offsets[-1] + len(data))
                 names.append(doc["name"])
-                per_line = normal_lines(text)
-                words = [w for _, ws in per_line for w in ws]
+                lines_of_text = normal_lines(text)
+                words = " ".join(lines_of_text).split()
                 exact.append(dedup.exact_key(words))
                 has_words.append(bool(words))
                 shingles.append(dedup.shingles32(dedup.word_ids(words, vocab)) if words else
                                 np.zeros(0, dtype=np.uint32))
-                keys = set() if shard["is_code"] else {line_hash(ws) for _, ws in per_line} - {None}
+                keys = set() if shard["is_code"] else set(map(line_key, lines_of_text)) - {None}
                 lines += sorted(keys)
                 line_counts.append(len(keys))
                 if len(vocab) > 1_000_000:  # the memo is a cache, not a vocabulary: keep it bounded
@@ -192,8 +197,9 @@ def remove_lines(text, boilerplate):
     """text without the lines whose key is in `boilerplate` (a set); -> (text, lines removed)."""
     if not boilerplate:
         return text, 0
-    kept = [line for line, ws in normal_lines(text) if line_hash(ws) not in boilerplate]
-    return "\n".join(kept), text.count("\n") + 1 - len(kept)
+    lines = text.split("\n")
+    kept = [line for line, normal in zip(lines, normal_lines(text)) if line_key(normal) not in boilerplate]
+    return "\n".join(kept), len(lines) - len(kept)
 
 
 def final_texts(folder, local, boilerplate, counts=None):

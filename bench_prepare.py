@@ -1,0 +1,152 @@
+"""
+bench_prepare.py: prepare.py at scale on generated web-like text: throughput, memory, disk, dedup quality.
+
+    python bench_prepare.py --mb 250                 # ~250 MB of .jsonl.zst -> prepare -> a table of figures
+    python bench_prepare.py --mb 1000 --workers 2 --keep   # keep data/bench/ to look at
+
+Unlike dedup.py --benchmark (the MinHash algorithm on the built-in corpus, every pair checked exactly), this
+measures the whole pipeline on input of a chosen size, with duplicates and boilerplate planted at known
+rates so the dedup can be scored:
+  base documents  windows of 150-1,500 words of the built-in Shakespeare, in lines of 12 words, 15% of
+                  the words replaced at random: two bases share almost no 5-gram (Jaccard ~0.1)
+  exact copies    3% of documents: a base repeated verbatim (case and spacing changed)
+  near copies     3%: a base with 1% of its words replaced (Jaccard ~0.9, above the 0.8 threshold)
+  boilerplate     10 banner lines (cookies, newsletter, licence...), each appended to ~20% of documents
+Figures: MB/s end to end and per stage, peak RSS of the driver and of the largest worker, disk used by the
+cache and the dataset, dedup precision/recall against the planted copies, boilerplate lines removed, tokens.
+"""
+import argparse
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+import prepare
+import sources
+
+FILE_MB = 16  # one .jsonl.zst per 16 MB of text: a compressed file is one shard, as FineWeb's dumps are cut
+BANNERS = ["We use cookies to improve your experience on our website. Accept all cookies?",
+           "Subscribe to our newsletter and never miss an update from the team.",
+           "Copyright 2024 Example Media Group. All rights reserved worldwide.",
+           "Click here to share this article on your favourite social network.",
+           "This page was last edited by our editorial staff and may change.",
+           "Terms of Service | Privacy Policy | Contact Us | Advertise With Us",
+           "Sign in to your account to leave a comment on this story today.",
+           "Related articles you might also enjoy reading this weekend at home.",
+           "Download our free mobile application for the latest breaking news.",
+           "Licensed under the Creative Commons Attribution ShareAlike licence."]
+
+
+def corpus_words(cache_dir):
+    """The built-in Shakespeare as one long array of words (prose-like lines pass the cleaning rules)."""
+    return np.array(" ".join(d["text"] for d in sources.shakespeare_docs(cache_dir, {})).split())
+
+
+def edit(words, rate, rng, vocab):
+    """Replace a `rate` fraction of the words by random corpus words."""
+    words = words.copy()
+    k = rng.random(len(words)) < rate
+    words[k] = vocab[rng.integers(0, len(vocab), k.sum())]
+    return words
+
+
+def generate(folder, mb, cache_dir, seed=0):
+    """-> {"docs", "bytes", "planted": ids of planted copies, "banner_lines": banners planted}. Writes
+    folder/part-NNNNN.jsonl.zst, each ~FILE_MB of text, rows {"id", "text"}."""
+    import zstandard
+    rng = np.random.default_rng(seed)
+    words = corpus_words(cache_dir)
+    vocab = words[rng.integers(0, len(words), 100_000)]
+    folder.mkdir(parents=True, exist_ok=True)
+    total, part, rows, size, planted, banners, bases, n_docs = 0, 0, [], 0, [], 0, [], 0
+
+    def flush():
+        nonlocal part, rows, size
+        with zstandard.open(folder / f"part-{part:05d}.jsonl.zst", "wt", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        part, rows, size = part + 1, [], 0
+
+    while total < mb * 1_000_000:
+        doc_id, r = f"d{n_docs}", rng.random()
+        n_docs += 1
+        if r < 0.03 and bases:
+            text = bases[rng.integers(len(bases))]
+            text = text.upper() if rng.random() < 0.5 else text.replace(" ", "  ")
+            planted.append(doc_id)
+        elif r < 0.06 and bases:
+            text = " ".join(edit(np.array(bases[rng.integers(len(bases))].split(" ")), 0.01, rng, vocab))
+            planted.append(doc_id)
+        else:
+            n = int(rng.integers(150, 1500))
+            start = int(rng.integers(0, len(words) - n))
+            w = edit(words[start:start + n], 0.15, rng, vocab)
+            lines = [" ".join(w[i:i + 12]) for i in range(0, n, 12)]   # prose-like lines of 12 words
+            text = "\n".join(lines)
+            bases = (bases + [text])[-2000:]                           # copies come from recent bases
+        chosen = [b for b in BANNERS if rng.random() < 0.2]
+        banners += len(chosen)
+        text = "\n".join([text] + chosen)
+        rows.append({"id": doc_id, "text": text})
+        size += len(text)
+        total += len(text.encode())
+        if size >= FILE_MB * 1_000_000:
+            flush()
+    if rows:
+        flush()
+    return {"bytes": total, "docs": n_docs, "planted": planted, "banner_lines": banners}
+
+
+def removed_ids(cache_dir, args):
+    """The ids of the documents the dedup removed: its cached keep mask + the shards' document names."""
+    import pickle
+    shard_list = sources.plan_shards(sources.parse_inputs(args.input), vars(args) | {"skip": []})
+    keys = prepare.stage_keys(args, shard_list)
+    keep, _ = pickle.loads((Path(cache_dir) / "stages" / f"dedup-{keys['dedup']}.pkl").read_bytes())
+    names = [n for k in keys["clean"] for n in json.loads((Path(cache_dir) / "shards" / f"clean-{k}" /
+                                                          "names.json").read_text())]
+    return {n for n, kept in zip(names, keep) if not kept}
+
+
+def du(path):
+    return int(subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True).stdout.split()[0])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    p.add_argument("--mb", type=float, default=250, help="MB of text to generate")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--executor", default="pool", choices=["pool", "ray"])
+    p.add_argument("--dir", default="data/bench", help="input, cache and dataset go here")
+    p.add_argument("--keep", action="store_true", help="keep the generated input and the cache")
+    a = p.parse_args()
+    root = Path(a.dir) / f"{a.mb:g}mb"
+    shutil.rmtree(root, ignore_errors=True)
+    t0 = time.perf_counter()
+    truth = generate(root / "input", a.mb, "data/cache")
+    print(f"generated {truth['bytes'] / 1e6:.0f} MB in {time.perf_counter() - t0:.0f} s: "
+          f"{len(truth['planted']):,} planted copies, {truth['banner_lines']:,} banner lines")
+    argv = ["--input", f"web={root / 'input'}", "--out", str(root / "out"), "--cache-dir", str(root / "cache"),
+            "--executor", a.executor, "--vocab-size", "8192"] + (["--workers", str(a.workers)] if a.workers else [])
+    meta = prepare.main(argv)
+    removed, planted = removed_ids(root / "cache", prepare.parse_args(argv)), set(truth["planted"])
+    tp = len(removed & planted)
+    rows = [("input MB", f"{truth['bytes'] / 1e6:.0f}"), ("seconds", meta["seconds"]),
+            ("MB/s end to end", meta["raw_mb_per_s"]),
+            ("peak RSS driver MB", max(v["peak_rss_mb"] for v in meta["stages"].values())),
+            ("peak RSS largest worker MB", max(v.get("worker_peak_rss_mb", 0) for v in meta["stages"].values())),
+            ("disk: cache MB", du(root / "cache") // 10**6), ("disk: dataset MB", du(root / "out") // 10**6),
+            ("dedup precision", f"{tp / max(1, len(removed)):.4f}"), ("dedup recall", f"{tp / max(1, len(planted)):.4f}"),
+            ("boilerplate lines planted / removed", f"{truth['banner_lines']:,} / {meta['line_dedup']['lines_removed']:,}"),
+            ("train tokens", f"{meta['bins']['train.bin']['tokens']:,}")]
+    rows += [(f"stage {k}: s, MB/s", f"{v['seconds']}, {v.get('mb_per_s', '-')}") for k, v in meta["stages"].items()]
+    print("\n".join(f"{k:<40} {v}" for k, v in rows))
+    if not a.keep:
+        shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
