@@ -11,7 +11,8 @@ rates so the dedup can be scored:
                   the words replaced at random: two bases share almost no 5-gram (Jaccard ~0.1)
   exact copies    3% of documents: a base repeated verbatim (case and spacing changed)
   near copies     3%: a base with 1% of its words replaced (Jaccard ~0.9, above the 0.8 threshold)
-  boilerplate     10 banner lines (cookies, newsletter, licence...), each appended to ~20% of documents
+  boilerplate     10 banner lines (cookies, newsletter, licence...), each appended to ~20% of the base
+                  documents (a copy keeps its base's banners, as a page copied within a site does)
 Figures: MB/s end to end and per stage, peak RSS of the driver and of the largest worker, disk used by the
 cache and the dataset, dedup precision/recall against the planted copies, boilerplate lines removed, tokens.
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+import dedup
 import prepare
 import sources
 
@@ -38,6 +40,7 @@ BANNERS = ["We use cookies to improve your experience on our website. Accept all
            "Related articles you might also enjoy reading this weekend at home.",
            "Download our free mobile application for the latest breaking news.",
            "Licensed under the Creative Commons Attribution ShareAlike licence."]
+NORMAL_BANNERS = {" ".join(dedup.normalize(b)) for b in BANNERS}
 
 
 def corpus_words(cache_dir):
@@ -72,11 +75,11 @@ def generate(folder, mb, cache_dir, seed=0):
     while total < mb * 1_000_000:
         doc_id, r = f"d{n_docs}", rng.random()
         n_docs += 1
-        if r < 0.03 and bases:
+        if r < 0.03 and bases:                                          # an exact copy, banners and all
             text = bases[rng.integers(len(bases))]
             text = text.upper() if rng.random() < 0.5 else text.replace(" ", "  ")
             planted.append(doc_id)
-        elif r < 0.06 and bases:
+        elif r < 0.06 and bases:                                        # a near copy: 1% of words replaced
             text = " ".join(edit(np.array(bases[rng.integers(len(bases))].split(" ")), 0.01, rng, vocab))
             planted.append(doc_id)
         else:
@@ -84,11 +87,9 @@ def generate(folder, mb, cache_dir, seed=0):
             start = int(rng.integers(0, len(words) - n))
             w = edit(words[start:start + n], 0.15, rng, vocab)
             lines = [" ".join(w[i:i + 12]) for i in range(0, n, 12)]   # prose-like lines of 12 words
-            text = "\n".join(lines)
+            text = "\n".join(lines + [b for b in BANNERS if rng.random() < 0.2])
             bases = (bases + [text])[-2000:]                           # copies come from recent bases
-        chosen = [b for b in BANNERS if rng.random() < 0.2]
-        banners += len(chosen)
-        text = "\n".join([text] + chosen)
+        banners += sum(" ".join(dedup.normalize(line)) in NORMAL_BANNERS for line in text.split("\n"))
         rows.append({"id": doc_id, "text": text})
         size += len(text)
         total += len(text.encode())

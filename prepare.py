@@ -145,8 +145,10 @@ def deduplicate(clean_dirs, index, args, work):
             for b in range(bands):
                 col = np.concatenate([np.load(band_dir / f"{k}.npy", mmap_mode="r")[b] for k in range(len(clean_dirs))])
                 yield col[unique], unique
+        def true_jaccard(i, j):  # for the few pairs the signature estimate cannot decide (dedup.is_duplicate)
+            return dedup.exact_jaccard(text_of(clean_dirs, index, i), text_of(clean_dirs, index, j))
         near, n_cand = dedup.lsh_pairs(band_columns(), lambda i: signatures_of(clean_dirs, index, i),
-                                       args.dedup_threshold)
+                                       args.dedup_threshold, true_jaccard)
     finally:
         shutil.rmtree(band_dir, ignore_errors=True)
     clusters = dedup.clusters_from_pairs(n, [tuple(p) for p in exact.tolist()] + [(i, j) for i, j, _ in near])
@@ -442,6 +444,7 @@ def run_clean_stage(shard_list, keys, work, args, opts, stages):
     shards.sweep_stale(work / "shards")
     clean_dirs = [work / "shards" / f"clean-{k}" for k in keys]
     tasks = [(s, opts, d) for s, d in zip(shard_list, clean_dirs)]
+    # the bar counts file bytes (compressed ones too: their text size is unknown before reading them)
     results, record = shards.run_stage("read+clean", shards.clean_shard, tasks, [s["bytes"] for s in shard_list], opts)
     raw = sum(r["bytes"] for r in results)
     record["mb"], record["mb_per_s"] = round(raw / 1e6, 2), round(raw / 1e6 / max(record["seconds"], 1e-9), 2)

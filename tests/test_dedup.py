@@ -129,3 +129,13 @@ def test_contamination_overlap():
     report = dedup.overlap(train, [("leak", leaked), ("clean", random_doc(rng, 50))], n=13)
     assert report["contaminated"] == 1 and report["worst"] == [("leak", 1.0)]
     assert report["ngram_overlap"] == pytest.approx(18 / (18 + 38))
+
+
+def test_borderline_pairs_are_decided_by_the_exact_jaccard():
+    """Within 3 standard deviations of the threshold the estimate is a coin toss: exact(i, j) decides."""
+    exact = {(0, 1): 0.77, (0, 2): 0.81}.get
+    assert not dedup.is_duplicate(0, 1, 0.82, 0.8, 256, lambda i, j: exact((i, j)))   # estimate high, truth low
+    assert dedup.is_duplicate(0, 2, 0.78, 0.8, 256, lambda i, j: exact((i, j)))       # estimate low, truth high
+    assert dedup.is_duplicate(0, 1, 0.95, 0.8, 256, None) and not dedup.is_duplicate(0, 1, 0.6, 0.8, 256, None)
+    never = lambda i, j: pytest.fail("far from the threshold the estimate decides")   # noqa: E731
+    assert dedup.is_duplicate(0, 1, 0.95, 0.8, 256, never) and not dedup.is_duplicate(0, 1, 0.6, 0.8, 256, never)
