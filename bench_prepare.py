@@ -18,6 +18,7 @@ cache and the dataset, dedup precision/recall against the planted copies, boiler
 """
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -141,7 +142,8 @@ def main():
             ("disk: cache MB", du(root / "cache") // 10**6), ("disk: dataset MB", du(root / "out") // 10**6),
             ("dedup precision", f"{tp / max(1, len(removed)):.4f}"), ("dedup recall", f"{tp / max(1, len(planted)):.4f}"),
             ("boilerplate lines planted / removed", f"{truth['banner_lines']:,} / {meta['line_dedup']['lines_removed']:,}"),
-            ("train tokens", f"{meta['bins']['train.bin']['tokens']:,}")]
+            ("train tokens", f"{meta['bins']['train.bin']['tokens']:,}"),
+            ("load average (1 min) at the end", f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")]
     rows += [(f"stage {k}: s, MB/s", f"{v['seconds']}, {v.get('mb_per_s', '-')}") for k, v in meta["stages"].items()]
     print("\n".join(f"{k:<40} {v}" for k, v in rows))
     if not a.keep:

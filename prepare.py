@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import pickle
 import shutil
 import sys
 import tempfile
@@ -68,7 +69,6 @@ def stage_keys(args, shard_list):
 
 def load_cached(path, build, no_cache, label):
     """A global step's result, as a pickle under its key (a work dir of its own when --no-cache)."""
-    import pickle
     if path.exists() and not no_cache:
         print(f"{label}: reusing {path}")
         with open(path, "rb") as f:
@@ -138,8 +138,6 @@ def deduplicate(clean_dirs, index, args, work):
     try:  # per shard, (bands, n) band keys to disk; then one band of all shards at a time in memory
         for k, d in enumerate(tqdm(clean_dirs, desc="dedup: band keys", leave=False)):
             np.save(band_dir / f"{k}.npy", dedup.band_keys(np.load(d / "sig.npy").T, bands, rows))
-        is_unique = np.zeros(n, dtype=bool)
-        is_unique[unique] = True
 
         def band_columns():
             for b in range(bands):
@@ -454,6 +452,24 @@ def run_clean_stage(shard_list, keys, work, args, opts, stages):
     return clean_dirs, results, raw
 
 
+def run_tokenize_stage(clean_dirs, index, keep, boilerplate, tok_dir, keys, work, opts, stages):
+    """Every shard's kept documents -> token ids on disk. A shard's key: its clean key, which of its
+    documents dedup kept, the repeated-line set, the tokenizer. -> (tokens dirs, lines removed, docs emptied)."""
+    tok_dirs, tasks, code, lines = [], [], shards.code_version(), shards.key_of(boilerplate.tobytes().hex())
+    for k, d in enumerate(clean_dirs):
+        mask = keep[index["first"][k]:index["first"][k + 1]]
+        key = shards.key_of("tokens", keys["clean"][k], np.packbits(mask).tobytes().hex(), lines,
+                            keys["tokenizer_hash"], code)
+        tok_dirs.append(work / "shards" / f"tokens-{key}")
+        tasks.append((d, mask, boilerplate, tok_dir, tok_dirs[-1]))
+    results, record = shards.run_stage("tokenize", shards.tokenize_shard, tasks,
+                                       [int(np.load(d / "offsets.npy")[-1]) for d in clean_dirs], opts)
+    lines_removed = sum(r["lines_removed"] for r in results)
+    docs_emptied = sum(r["docs_emptied"] for r in results)
+    lap(stages, "tokenize", record, lines_removed=lines_removed, docs_emptied=docs_emptied)
+    return tok_dirs, lines_removed, docs_emptied
+
+
 def merge_counts(shard_list, results, names):
     """Per-shard read and clean counts -> per source, and the cleaning counters of the whole run."""
     read_stats, counters = {s: {"files": 0, "docs": 0, "bytes": 0, "kept_docs": 0, "scripts": {}} for s in names}, \
@@ -521,21 +537,11 @@ def build(args, argv, out, tmp_out, work):
         tokenizer.check_fits_uint16(enc.n_vocab, str(tok_dir))
     except ValueError as e:
         raise UserError(str(e)) from None
-    tok_hash = tokenizer.tokenizer_hash(tok_dir)
+    keys["tokenizer_hash"] = tok_hash = tokenizer.tokenizer_hash(tok_dir)
     lap(stages, "train tokenizer")
 
-    tok_dirs, tasks = [], []
-    for k, d in enumerate(clean_dirs):
-        mask = keep[index["first"][k]:index["first"][k + 1]]
-        key = shards.key_of("tokens", keys["clean"][k], np.packbits(mask).tobytes().hex(),
-                            shards.key_of(boilerplate.tobytes().hex()), tok_hash, shards.code_version())
-        tok_dirs.append(work / "shards" / f"tokens-{key}")
-        tasks.append((d, mask, boilerplate, tok_dir, tok_dirs[-1]))
-    tok_results, record = shards.run_stage("tokenize", shards.tokenize_shard, tasks,
-                                           [int(np.load(d / "offsets.npy")[-1]) for d in clean_dirs], opts)
-    lines_removed = sum(r["lines_removed"] for r in tok_results)
-    docs_emptied = sum(r["docs_emptied"] for r in tok_results)
-    lap(stages, "tokenize", record, lines_removed=lines_removed, docs_emptied=docs_emptied)
+    tok_dirs, lines_removed, docs_emptied = run_tokenize_stage(clean_dirs, index, keep, boilerplate, tok_dir,
+                                                               keys, work, opts, stages)
 
     final = shard_arrays(tok_dirs, index)
     source_final, is_val_final = index["source"][final["gid"]], is_val[final["gid"]]
@@ -544,9 +550,8 @@ def build(args, argv, out, tmp_out, work):
         raise UserError(f"{', '.join(names)}: the mix selects no training documents; nothing written")
     meta_bins = write_bins(tmp_out, bins, final, tok_dirs)
     shutil.copytree(tok_dir, tmp_out / "tokenizer")
-    os.chmod(tmp_out / "tokenizer", 0o755)
-    for f in (tmp_out / "tokenizer").iterdir():
-        os.chmod(f, 0o644)
+    for f in [tmp_out / "tokenizer", *(tmp_out / "tokenizer").iterdir()]:
+        os.chmod(f, 0o755 if f.is_dir() else 0o644)  # readable by all, as every file of a dataset
     lap(stages, "mix+write", mb=round(sum(b["bytes"] for b in meta_bins.values()) / 1e6, 2))
 
     contam, record = contamination(clean_dirs, index, final, bins["train.bin"], is_val_final, boilerplate, args,

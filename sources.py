@@ -13,7 +13,6 @@ inputs, read_shard() streams one shard's documents. dedup.py's benchmark reads t
 import gzip
 import io
 import json
-import os
 import re
 import subprocess
 import sys
@@ -406,5 +405,5 @@ if __name__ == "__main__":  # a quick look: how the default inputs are cut
     opts = {"cache_dir": "data/cache", "shard_mb": 16, "code_mb": 6, "hf_docs": 0, "text_field": "text",
             "max_doc_mb": 16}
     for s in plan_shards(parse_inputs(list(BUILTIN)), opts):
-        print(s["source"], s["bytes"], {k: v for k, v in s.items() if k in ("part", "range")} or len(s.get("files", [])))
-    print(os.cpu_count(), "cores")
+        print(s["source"], s["bytes"], "bytes", {k: v for k, v in s.items() if k in ("part", "range")} or
+              f"{len(s.get('files', []))} files")
