@@ -101,11 +101,10 @@ def generate(folder, mb, cache_dir, seed=0):
     return {"bytes": total, "docs": n_docs, "planted": planted, "banner_lines": banners}
 
 
-def removed_ids(cache_dir, args):
-    """The ids of the documents the dedup removed: its cached keep mask + the shards' document names."""
+def removed_ids(cache_dir, keys):
+    """The ids of the documents the dedup removed: its cached keep mask + the shards' document names.
+    keys: prepare.stage_keys from before the run (an edit of the code during the run changes them)."""
     import pickle
-    shard_list = sources.plan_shards(sources.parse_inputs(args.input), vars(args) | {"skip": []})
-    keys = prepare.stage_keys(args, shard_list)
     keep, _ = pickle.loads((Path(cache_dir) / "stages" / f"dedup-{keys['dedup']}.pkl").read_bytes())
     names = [n for k in keys["clean"] for n in json.loads((Path(cache_dir) / "shards" / f"clean-{k}" /
                                                           "names.json").read_text())]
@@ -132,8 +131,10 @@ def main():
           f"{len(truth['planted']):,} planted copies, {truth['banner_lines']:,} banner lines")
     argv = ["--input", f"web={root / 'input'}", "--out", str(root / "out"), "--cache-dir", str(root / "cache"),
             "--executor", a.executor, "--vocab-size", "8192"] + (["--workers", str(a.workers)] if a.workers else [])
+    args = prepare.parse_args(argv)
+    keys = prepare.stage_keys(args, sources.plan_shards(sources.parse_inputs(args.input), vars(args)))
     meta = prepare.main(argv)
-    removed, planted = removed_ids(root / "cache", prepare.parse_args(argv)), set(truth["planted"])
+    removed, planted = removed_ids(root / "cache", keys), set(truth["planted"])
     tp = len(removed & planted)
     rows = [("input MB", f"{truth['bytes'] / 1e6:.0f}"), ("seconds", meta["seconds"]),
             ("MB/s end to end", meta["raw_mb_per_s"]),
@@ -144,7 +145,17 @@ def main():
             ("boilerplate lines planted / removed", f"{truth['banner_lines']:,} / {meta['line_dedup']['lines_removed']:,}"),
             ("train tokens", f"{meta['bins']['train.bin']['tokens']:,}"),
             ("load average (1 min) at the end", f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")]
-    rows += [(f"stage {k}: s, MB/s", f"{v['seconds']}, {v.get('mb_per_s', '-')}") for k, v in meta["stages"].items()]
+    cpu = {k: v.get("cpu_seconds", 0) + v["driver_cpu_seconds"] for k, v in meta["stages"].items()}
+    mb = truth["bytes"] / 1e6
+    rows += [(f"stage {k}: s, MB/s, CPU s", f"{v['seconds']}, {v.get('mb_per_s', '-')}, {cpu[k]:.1f}")
+             for k, v in meta["stages"].items()]
+    # CPU seconds do not grow when other processes share the cores: what an idle machine would take is
+    # about the driver's CPU time plus the workers' divided among the cores
+    driver = sum(v["driver_cpu_seconds"] for v in meta["stages"].values())
+    workers = sum(v.get("cpu_seconds", 0) for v in meta["stages"].values())
+    idle = driver + workers / (a.workers or os.cpu_count())
+    rows += [("CPU seconds: driver + workers", f"{driver:.0f} + {workers:.0f} = {mb / (driver + workers):.2f} MB per CPU-second"),
+             ("projected on idle cores: s, MB/s", f"{idle:.0f}, {mb / idle:.2f}")]
     print("\n".join(f"{k:<40} {v}" for k, v in rows))
     if not a.keep:
         shutil.rmtree(root, ignore_errors=True)

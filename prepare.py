@@ -429,13 +429,14 @@ def contamination(clean_dirs, index, final, train_docs, is_val_final, boilerplat
 
 def lap(stages, name, record=None, **extra):
     """stages[name] = its record (shards.run_stage's, or the seconds since the last lap) + the driver's peak
-    RSS during the stage; then the clock and the peak restart for the next stage."""
-    since = stages.pop("_t")
+    RSS and CPU seconds during the stage; then the clocks and the peak restart for the next stage."""
+    since, cpu = stages.pop("_t")
     record = dict(record or {"seconds": round(time.perf_counter() - since, 2)})
     record["peak_rss_mb"] = round(rss_bytes("VmHWM") / 2**20, 1)
+    record["driver_cpu_seconds"] = round(time.process_time() - cpu, 2)
     stages[name] = {**record, **extra}
     reset_peak_rss()
-    stages["_t"] = time.perf_counter()
+    stages["_t"] = time.perf_counter(), time.process_time()
 
 
 def run_clean_stage(shard_list, keys, work, args, opts, stages):
@@ -508,7 +509,7 @@ def build(args, argv, out, tmp_out, work):
             "skip": sorted(clean.RULE_NAMES) if args.no_clean else sorted(set(args.skip_rule))}
     shard_list = sources.plan_shards(source_list, opts)
     keys = stage_keys(args, shard_list)
-    stages = {"_t": time.perf_counter()}
+    stages = {"_t": (time.perf_counter(), time.process_time())}
     reset_peak_rss()
 
     clean_dirs, clean_results, raw_bytes = run_clean_stage(shard_list, keys["clean"], work, args, opts, stages)

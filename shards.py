@@ -140,7 +140,7 @@ def clean_shard(shard, opts, folder):
     document, concatenated) + line_counts.npy (n,), names.json; done.json holds the read/clean counts."""
     if (info := finished(folder)) is not None:
         return {**info, "reused": True}
-    start, tmp = time.perf_counter(), begin(folder)
+    start, cpu, tmp = time.perf_counter(), time.process_time(), begin(folder)
     stats = {"files": 0, "docs": 0, "bytes": 0, "kept_docs": 0}
     counters = clean.new_counters()
     counters["scripts"] = stats["scripts"] = {}  # characters per script, counted per source
@@ -185,7 +185,8 @@ def clean_shard(shard, opts, folder):
     save(tmp, "line_counts.npy", np.array(line_counts, dtype=np.int64))
     (tmp / "names.json").write_text(json.dumps(names))
     info = {"stats": stats, "counters": counters, "docs_in": stats["docs"], "docs_out": len(names),
-            "bytes": stats["bytes"], "seconds": round(time.perf_counter() - start, 3)}
+            "bytes": stats["bytes"], "seconds": round(time.perf_counter() - start, 3),
+            "cpu_seconds": round(time.process_time() - cpu, 3)}
     return {**commit(tmp, folder, info), "reused": False, "peak_rss_mb": peak_rss_mb()}
 
 
@@ -218,7 +219,7 @@ def tokenize_shard(clean_dir, keep, boilerplate, tok_dir, folder):
     empties is dropped and counted."""
     if (info := finished(folder)) is not None:
         return {**info, "reused": True}
-    start, tmp = time.perf_counter(), begin(folder)
+    start, cpu, tmp = time.perf_counter(), time.process_time(), begin(folder)
     enc = tokenizer.load_tokenizer(tok_dir)
     eot = np.array([enc.eot_token], dtype=np.uint16)
     boilerplate = set(np.asarray(boilerplate, dtype=np.uint64).tolist())
@@ -244,7 +245,7 @@ def tokenize_shard(clean_dir, keep, boilerplate, tok_dir, folder):
     save(tmp, "tokens.npy", np.array(n_tokens, dtype=np.int64))
     save(tmp, "bytes.npy", np.array(n_bytes, dtype=np.int64))
     info = {**counts, "docs_in": len(local), "docs_out": len(kept), "bytes": int(sum(n_bytes)),
-            "seconds": round(time.perf_counter() - start, 3)}
+            "seconds": round(time.perf_counter() - start, 3), "cpu_seconds": round(time.process_time() - cpu, 3)}
     return {**commit(tmp, folder, info), "reused": False, "peak_rss_mb": peak_rss_mb()}
 
 
@@ -254,11 +255,12 @@ def tokenize_shard(clean_dir, keep, boilerplate, tok_dir, folder):
 
 def contamination_shard(clean_dir, local, boilerplate, table_path, n):
     """Indices into the sorted n-gram table (a .npy, memory-mapped) that documents `local` contain."""
+    cpu = time.process_time()
     table = np.load(table_path, mmap_mode="r")
     boilerplate = set(np.asarray(boilerplate, dtype=np.uint64).tolist())
     found = dedup.found_ngrams(table, final_texts(clean_dir, local, boilerplate), n)
     return {"found": found, "docs_in": len(local), "docs_out": len(local), "peak_rss_mb": peak_rss_mb(),
-            "bytes": 0, "reused": False}
+            "bytes": 0, "reused": False, "cpu_seconds": round(time.process_time() - cpu, 3)}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -332,5 +334,7 @@ def run_stage(name, fn, tasks, sizes, opts):
               "shards": len(tasks), "reused": sum(bool(r.get("reused")) for r in results),
               "docs_in": sum(r.get("docs_in", 0) for r in results),
               "docs_out": sum(r.get("docs_out", 0) for r in results),
+              # CPU seconds the workers spent (this run's shards only): throughput that a busy machine cannot skew
+              "cpu_seconds": round(sum(r.get("cpu_seconds", 0) for r in results if not r.get("reused")), 2),
               "worker_peak_rss_mb": round(max([r.get("peak_rss_mb") or 0 for r in results] or [0]), 1)}
     return results, record
