@@ -14,7 +14,8 @@ MASKED = [
     ("call +44 20 7946 0958 now", "international"),
     ("call +33 1 42 68 53 00 now", "international"),
     ("call +8613800138000 now", "international"),        # country code, no separators
-    ("call 0044 20 7946 0958 now", "international"),     # "00" instead of "+"
+    ("call 0044 20 7946 0958 now", "international_00"),  # "00" instead of "+"
+    ("call +33.1.42.68.53.00 now", "international"),     # dots, French style
     ("电话13800138000联系我", "china_mobile"),             # inside Chinese text, no spaces around it
     ("手机：138 0013 8000。", "china_mobile"),
     ("手机：138-0013-8000。", "china_mobile"),
@@ -43,6 +44,9 @@ LEFT_ALONE = [
     "total 2831823829.5 tons, or 1,234,567,890 kg",  # quantities
     "version 1.2.3 on 192.168.1.1",                # a version, an IP address
     "+1 2 and +44",                                # a '+' with too few digits
+    "x = 86.6025403784; y = -2147483648",           # the tail of a decimal; a negative number
+    "Decimal('+35236450.6')",                      # a signed decimal is not a country code
+    "version 001.000.008.016",                     # zero-padded dotted numbers
 ]
 
 
@@ -58,3 +62,11 @@ def test_counts_add_up_over_calls():
     mask_phones("2831823829 and 555-123-4567", counts)
     mask_phones("13800138000", counts)
     assert counts == {"phone": 3, "phone_bare_ten_digits": 1, "phone_north_american": 1, "phone_china_mobile": 1}
+
+
+def test_in_code_only_separated_numbers_count():
+    code = "assert f(0xffffffff) == 4294967295\nurlparse('tel:+1-201-555-0123')\n"
+    counts = {}
+    assert mask_phones(code, counts, is_code=True) == code.replace("+1-201-555-0123", "<PHONE>")
+    assert counts == {"phone": 1, "phone_international": 1}
+    assert "4294967295" not in mask_phones(code, {})  # as prose, ten bare digits are a phone number
