@@ -392,8 +392,16 @@ def write_bins(out, bins, final, tok_dirs):
 # Contamination: the val and benchmark n-grams in memory, train shards streamed against them
 
 
+VAL_CHECK_MB = 50  # the val documents checked for contamination, at most: their n-grams stay in memory
+
+
 def contamination(clean_dirs, index, final, train_docs, is_val_final, boilerplate, args, work, opts, n=13):
+    """13-gram overlap of val (a random sample of at most VAL_CHECK_MB) and of each --contamination file
+    with the documents of train.bin. -> ({"n", "val", file: dedup.overlap_report's dict}, stage record)."""
     val = np.flatnonzero(is_val_final)
+    if final["bytes"][val].sum() > VAL_CHECK_MB * 1e6:  # ~8 bytes of table per word: keep it bounded
+        val = np.random.default_rng(args.seed).permutation(val)
+        val = np.sort(val[:np.searchsorted(np.cumsum(final["bytes"][val]), VAL_CHECK_MB * 1e6)])
     boiler = set(boilerplate.tolist())
     val_names = names_of(clean_dirs, index, final["gid"][val], with_source=False)
     groups = {"val": [(nm, shards.remove_lines(text_of(clean_dirs, index, g), boiler)[0])
@@ -420,6 +428,7 @@ def contamination(clean_dirs, index, final, train_docs, is_val_final, boilerplat
     for g, items in groups.items():
         hashes, item_of = per_group[g]
         out[g] = dedup.overlap_report(items, hashes, item_of, table, found)
+    out["val"]["of"] = int(is_val_final.sum())  # more than "items" when val was sampled
     return out, record
 
 

@@ -89,14 +89,16 @@ def summary(meta, shown_clusters, shown_near_misses, raw_bytes):
     lines += ["", f"## Contamination ({meta['contamination']['n']}-gram overlap with train)"]
     for name, r in meta["contamination"].items():
         if name != "n":
-            lines.append(f"{name}: {r['contaminated']}/{r['items']} items share a {meta['contamination']['n']}-gram "
+            sample = f" (a random sample of {r['of']:,} documents)" if r.get("of", 0) > r["items"] else ""
+            lines.append(f"{name}{sample}: {r['contaminated']}/{r['items']} items share a {meta['contamination']['n']}-gram "
                          f"with train; {r['ngram_overlap']:.2%} of their n-grams; worst {r['worst']}")
     lines += ["", f"raw text {raw_bytes / 1e6:.1f} MB -> bins in {meta['seconds']:.1f} s = {meta['raw_mb_per_s']} MB/s "
               "(stages reused from the cache are not recomputed)",
               f"{meta['shards']} shards, executor {meta['executor']}, {meta['workers']} workers",
-              "stage               seconds      MB   MB/s  shards reused   docs in  docs out  RSS MB (driver/worker)"]
+              "stage               seconds   CPU s      MB   MB/s  shards reused   docs in  docs out  RSS MB (driver/worker)"]
     for k, v in meta["stages"].items():
-        lines.append(f"{k:<18} {v['seconds']:>8.1f} {v.get('mb', 0):>7.1f} {v.get('mb_per_s', 0):>6.1f} "
+        cpu = v.get("cpu_seconds", 0) + v.get("driver_cpu_seconds", 0)  # workers' + the driver's
+        lines.append(f"{k:<18} {v['seconds']:>8.1f} {cpu:>7.1f} {v.get('mb', 0):>7.1f} {v.get('mb_per_s', 0):>6.1f} "
                      f"{v.get('shards', '-'):>7} {v.get('reused', '-'):>6} {v.get('docs_in', '-'):>9} "
                      f"{v.get('docs_out', '-'):>9}  {v['peak_rss_mb']:.0f}/{v.get('worker_peak_rss_mb', '-')}")
     return lines

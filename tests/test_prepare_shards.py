@@ -256,3 +256,12 @@ def test_no_import_cycle_among_the_data_modules():
     def reaches(a, b, seen=()):
         return any(n == b or (n in graph and n not in seen and reaches(n, b, seen + (n,))) for n in graph[a])
     assert not [m for m in data if reaches(m, m)]
+
+
+def test_contamination_checks_a_bounded_sample_of_val(single, monkeypatch):
+    root, meta = single
+    assert meta["contamination"]["val"]["items"] == meta["contamination"]["val"]["of"] > 3  # small val: all
+    monkeypatch.setattr(prepare, "VAL_CHECK_MB", 0.002)                 # ~3 documents' worth
+    small = run(root, "--workers", "1", out="sampled")["contamination"]["val"]
+    assert 0 < small["items"] < small["of"] == meta["contamination"]["val"]["of"]
+    assert "(a random sample of" in (root / "sampled" / "report.md").read_text()
