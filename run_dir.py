@@ -99,3 +99,21 @@ def exit_code(status, stop_signal):
     """0 finished, 1 diverged, 128 + the signal when preempted (143 SIGTERM, 130 SIGINT), as shells and
     schedulers read it; an error is 2 (common.cli)."""
     return {"finished": 0, "diverged": 1}.get(status, 128 + (stop_signal or signal.SIGTERM))
+
+
+def run_cost(world_size, wall_s, price_per_hour, params, tokens, flops_per_token, peak_flops, assumed_mfu=0.4):
+    """What the run used: device-hours (devices x wall clock), its cost at price_per_hour, the model FLOPs
+    done, and, where the device's peak is known, what the planner would have predicted for the same
+    tokens (plan.py's time_and_cost at its assumed MFU), so a retrospective can put the two side by side."""
+    device_hours = world_size * wall_s / 3600
+    cost = {"params": params, "flops": flops_per_token * tokens, "device_hours": round(device_hours, 6),
+            "cost": round(device_hours * price_per_hour, 6) if price_per_hour else None}
+    if peak_flops:
+        hours = tokens * flops_per_token / (assumed_mfu * peak_flops * world_size) / 3600 * world_size
+        cost["planned"] = {"mfu": assumed_mfu, "hours": round(hours, 6), "cost": round(hours * price_per_hour, 6)}
+    return cost
+
+
+def record_cost(out, config, cost):
+    """config.json gains a "measured" section: the cost next to the config that produced it."""
+    write_json(out / "config.json", {**config, "measured": cost})

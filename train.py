@@ -11,14 +11,12 @@ The neighbours hold the rest: model.py the GPT, dataloader.py the bins, parallel
 checkpoint.py saving and loading, monitor.py spikes / rollback / fault injection, run_dir.py out_dir
 (lock, metrics.jsonl, SIGTERM), range_test.py the LR range test, plan.py what a config costs.
 
-out_dir gets config.json, metrics.jsonl, tokenizer/, ckpt_{step:07d}.pt every checkpoint_interval steps,
-best.pt and events/. Exit codes: 0 finished, 1 diverged, 143/130 preempted by SIGTERM/SIGINT (after saving:
-resume with --resume), 2 an error (one line, and out_dir untouched).
+out_dir gets config.json, metrics.jsonl, tokenizer/, ckpt_{step:07d}.pt, best.pt and events/. Exit codes: 0
+finished, 1 diverged, 143/130 preempted by SIGTERM/SIGINT (resume with --resume), 2 an error (one line).
 """
 import contextlib
 import dataclasses
 import math
-import signal
 import sys
 import time
 from collections import deque
@@ -36,7 +34,8 @@ from dataloader import batch_shape, bin_length, dataset_hash, read_dataset, read
 from model import GPT, GPTConfig
 from parallel import barrier, init_distributed, make_optimizer, set_gradient_sync, shutdown, wrap_model
 from range_test import range_test_over, range_test_report
-from run_dir import agree, catch_stop_signals, exit_code, open_run_dir, read_metrics_until, trim_metrics
+from run_dir import agree, catch_stop_signals, exit_code, open_run_dir, read_metrics_until, record_cost, \
+    run_cost, trim_metrics
 from tokenizer import load_tokenizer
 
 # -----------------------------------------------------------------------------
@@ -55,6 +54,7 @@ keep_last = 3                     # ckpt_*.pt files kept (best.pt comes on top)
 tensorboard = False               # also log to out_dir/tb (if the tensorboard package is installed)
 wandb_log = False                 # also log to wandb (if installed; WANDB_MODE=offline works)
 wandb_project = "nanopretrain"    # wandb project name
+price_per_hour = 0.0              # USD per device-hour: the end record then says what the run cost
 # data and batch
 batch_size = 32                   # sequences per micro-batch, per process
 block_size = 128                  # tokens per sequence (the model's context length)
@@ -495,7 +495,12 @@ def main(argv=None):
         restore_handlers()
         if cfg.lr_schedule == "range_test" and ctx.rank == 0:
             range_test_report(ctx.run.range_points, ctx.out_dir)
-        monitor.log_record(ctx, {"kind": "end", "step": ctx.run.step, "time_s": round(elapsed(ctx), 3), "status": status})
+        cost = run_cost(ctx.world_size, elapsed(ctx), cfg.price_per_hour, ctx.model.num_params(),
+                        ctx.run.step * ctx.rows_per_step * cfg.block_size, ctx.flops_per_token, ctx.peak_flops)
+        monitor.log_record(ctx, {"kind": "end", "step": ctx.run.step, "time_s": round(elapsed(ctx), 3),
+                                 "status": status, **cost})
+        if ctx.rank == 0:
+            record_cost(ctx.out_dir, vars(cfg), cost)
         if ctx.rank == 0:
             print(f"{status} at step {ctx.run.step} after {elapsed(ctx):.0f} s; run directory {ctx.out_dir}")
     finally:
