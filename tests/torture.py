@@ -1,7 +1,7 @@
 """
 tests/torture.py — kill a training run over and over; it must end exactly where an uninterrupted run ends.
 
-    python tests/torture.py                      # 20 SIGKILLs at random moments + 2 SIGTERMs (~3 min)
+    python tests/torture.py                      # 20 SIGKILLs at random moments + 2 SIGTERMs (~2 min)
     python tests/torture.py --kills 5 --terms 1  # shorter
 
 The run saves a checkpoint every 2 steps, each save held open for a moment (inject_slow_save) so that
@@ -97,7 +97,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--terms", type=int, default=2)
-    parser.add_argument("--max-iters", type=int, default=60)
+    parser.add_argument("--max-iters", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
