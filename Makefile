@@ -31,6 +31,10 @@ incidents: venv
 	$(PY) incidents.py
 
 # Controlled experiments (README: Controlled experiments, sweeps.py): 1-5 min each -> report/sweeps/NAME/report.md
-.PHONY: sweep-mix sweep-lr sweep-batch sweep-warmup sweep-schedule sweep-ckpt sweep-seed
-sweep-mix sweep-lr sweep-batch sweep-warmup sweep-schedule sweep-ckpt sweep-seed: venv
+# sweep-clean, sweep-vocab: data experiments (sweeps_data.py); sweep-scaling: the Chinchilla study (~30 min);
+# sweep-lr_1b, sweep-batch_1b, sweep-warmup_1b: the plan's values at config/1b.py (GPU hours, see each file)
+.PHONY: sweep-mix sweep-lr sweep-batch sweep-warmup sweep-schedule sweep-ckpt sweep-seed sweep-clean sweep-vocab \
+        sweep-scaling sweep-lr_1b sweep-batch_1b sweep-warmup_1b
+sweep-mix sweep-lr sweep-batch sweep-warmup sweep-schedule sweep-ckpt sweep-seed sweep-clean sweep-vocab \
+sweep-scaling sweep-lr_1b sweep-batch_1b sweep-warmup_1b: venv
 	$(PY) sweeps.py $(@:sweep-%=%)

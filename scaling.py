@@ -26,7 +26,8 @@ Two of the paper's three ways to fit it are here:
 The paper's Approach 3 figures (E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28) are PAPER below, to be
 printed beside ours. bootstrap() gives percentile intervals by refitting on runs drawn with replacement.
 
-This file is the math only: sweeps.py's `scaling` experiment trains the runs and calls these functions.
+This file is the math only: sweeps_scaling.py (`python sweeps.py scaling`) trains the runs and calls
+these functions.
 """
 import itertools
 import math
@@ -153,11 +154,13 @@ def isoflop_minima(N, D, loss, C=None):
 # uncertainty
 
 
-def bootstrap(N, D, loss, samples=50, seed=0, **fit_options):
-    """Percentile intervals (5%, 95%) of alpha, beta, a, b, E: refit on runs drawn with replacement."""
+def bootstrap(N, D, loss, samples=50, seed=0, at=(), **fit_options):
+    """Percentile intervals (5%, 95%) of alpha, beta, a, b, E: refit on runs drawn with replacement.
+    at: [(N, D), ...] runs to predict; their intervals come back as loss_at_0, loss_at_1, ... (a prediction
+    for a run the fit did not see, with the width the fitted runs allow)."""
     rng = np.random.default_rng(seed)
     N, D, loss = (np.asarray(x, dtype=float) for x in (N, D, loss))
-    draws = {key: [] for key in ("alpha", "beta", "a", "b", "E")}
+    draws = {key: [] for key in ("alpha", "beta", "a", "b", "E", *(f"loss_at_{i}" for i in range(len(at))))}
     for _ in range(samples):
         pick = rng.integers(0, len(N), len(N))
         if len(set(zip(N[pick], D[pick]))) < 5:  # five free parameters need five distinct runs
@@ -168,5 +171,7 @@ def bootstrap(N, D, loss, samples=50, seed=0, **fit_options):
             draws[key].append(law[key])
         draws["a"].append(optimal["a"])
         draws["b"].append(optimal["b"])
+        for i, (n, d) in enumerate(at):
+            draws[f"loss_at_{i}"].append(float(predict(law, n, d)))
     return {key: (float(np.percentile(v, 5)), float(np.percentile(v, 95))) if v else (math.nan, math.nan)
             for key, v in draws.items()}

@@ -21,6 +21,7 @@ thing at a time. This file varies one setting on purpose and writes the verdict 
 a winner, its margin, and whether that margin is larger than the noise of the seed.
 """
 import argparse
+import ast
 import datetime
 import json
 import math
@@ -33,132 +34,15 @@ from pathlib import Path
 
 import numpy as np
 
+import sweeps_data
+import sweeps_scaling
 from common import save_figure, write_atomic
-from runs import (PY, ROOT, changed_keys, compare_runs, data_dir, final_val, load_config, machine, read_metrics,
-                  run_command, series, train)
+from runs import PY, ROOT, changed_keys, compare_runs, data_dir, load_config, machine, read_metrics, run_command, series, train
+from sweep_record import (conclusion, experiment_record, mean_summary, noise_note, paired_note, spread,  # noqa: F401
+                          steps_to_converge, summarize, write_results)
 
 # ---------------------------------------------------------------------------------------------------------
-# 1. One row per configuration (several seeds: their mean), the winner, and the record
-
-
-def steps_to_converge(run, within=0.05):
-    """Our definition of 'converged': the first eval whose val loss is within 5% of the run's best."""
-    steps, v = series(run["eval"], "val_loss")
-    ok = np.isfinite(v)
-    if not ok.any():
-        return None
-    best = v[ok].min()
-    return int(steps[ok & (v <= best * (1 + within))][0])
-
-
-def summarize(run):
-    """One row of an experiment record, every number read from metrics.jsonl."""
-    last = next((e for e in reversed(run["eval"]) if e.get("val_loss") is not None), {})
-    per_source = {src: d.get("bpb") for src, d in (last.get("per_source") or {}).items()}
-    _, tps = series(run["train"], "tokens_per_s")
-    _, ms = series(run["train"], "step_ms")
-    return {"val_loss": final_val(run), "val_bpb": last.get("val_bpb", float("nan")),
-            "per_source_bpb": float(np.mean(list(per_source.values()))) if per_source else float("nan"),
-            "per_source": per_source, "converge": steps_to_converge(run), "steps": run["end"].get("step"),
-            "tokens_per_s": float(np.nanmedian(tps)) if len(tps) else float("nan"),
-            "step_ms": float(np.nanmedian(ms)) if len(ms) else float("nan"),
-            "wall_s": run["end"].get("time_s", float("nan")), "events": len(run["event"]),
-            "status": run["end"].get("status", "killed")}
-
-
-def mean_summary(summaries, metric):
-    """One row from the same configuration's runs with several seeds: the mean of every number."""
-    mean = lambda key: float(np.mean([r[key] for r in summaries]))
-    row = {**summaries[0], **{k: mean(k) for k in ("val_loss", "val_bpb", "per_source_bpb", "tokens_per_s",
-                                                     "step_ms", "wall_s")}}
-    row["per_source"] = {s: float(np.mean([r["per_source"][s] for r in summaries])) for s in summaries[0]["per_source"]}
-    row["events"] = sum(r["events"] for r in summaries)
-    row["status"] = "/".join(sorted({r["status"] for r in summaries}))
-    row["per_seed"] = [r[metric] for r in summaries]
-    return row
-
-
-def conclusion(rows, metric):
-    """The winner by the lowest `metric`, and by how much it beat each other configuration."""
-    ranked = sorted((r[metric], label) for label, r in rows.items() if math.isfinite(r[metric]))
-    if not ranked:
-        return None, "no run produced a finite val metric: nothing won"
-    (best, winner), others = ranked[0], ranked[1:]
-    if len(ranked) > 1 and ranked[-1][0] - best < 5e-4:  # equal to the 3 decimals the table shows
-        return None, (f"no winner: every configuration reached {metric.replace('_', ' ')} {best:.3f}; this setting "
-                      f"does not change what the model learns, only what it costs.")
-    versus = "; ".join(f"{v:.3f} for {label} (+{v - best:.3f}, {100 * (v - best) / best:.1f}% worse)"
-                       for v, label in others)
-    lost = [label for label, r in rows.items() if not math.isfinite(r[metric])]
-    return winner, (f"**{winner}** won with {metric.replace('_', ' ')} {best:.3f}; {versus}" +
-                    (f"; no finite value for {', '.join(lost)}" if lost else "") + ".")
-
-
-def spread(rows, metric):
-    """The seed sweep has no winner, only a spread: the noise floor of one-seed comparisons."""
-    values = sorted((r[metric], label) for label, r in rows.items() if math.isfinite(r[metric]))
-    (lo, a), (hi, b) = values[0], values[-1]
-    return None, (f"only the seed changed, and {metric.replace('_', ' ')} moved by {hi - lo:.3f} ({lo:.3f} for {a} "
-                  f"to {hi:.3f} for {b}): a single-seed margin smaller than that is noise.")
-
-
-def paired_note(rows, metric, seeds):
-    """With the same seeds for every configuration, compare seed by seed (same init, same batches): the
-    paired differences are far less noisy than the spread between seeds."""
-    winner, _ = conclusion(rows, metric)
-    if winner is None:
-        return []
-    w = np.array(rows[winner]["per_seed"])
-    lines = ["", f"**Seed by seed** (seeds {', '.join(map(str, seeds))}; the same seed means the same init and "
-             f"batches, so each difference compares like with like):"]
-    for label, r in rows.items():
-        if label != winner:
-            d = np.array(r["per_seed"]) - w
-            lines.append(f"- {winner} beat {label} on {int(np.sum(d > 0))} of {len(d)} seeds; margins "
-                         f"{', '.join(f'{x:+.3f}' for x in d)} (mean {d.mean():+.3f}).")
-    return lines
-
-
-def noise_note(rows, metric, seed_dir):
-    """Set the winner's margin against the seed sweep's spread (make sweep-seed), if it has been run:
-    a margin below what the seed alone moves is not a finding."""
-    runs = [read_metrics(d) for d in sorted(Path(seed_dir).glob("*")) if (d / "metrics.jsonl").is_file()]
-    finals = [summarize(r)[metric] for r in runs if r["end"].get("status") == "finished"]
-    ranked = sorted(r[metric] for r in rows.values() if math.isfinite(r[metric]))
-    if len(finals) < 2 or len(ranked) < 2:
-        return ["", "**Noise.** One seed per configuration; run `make sweep-seed` to measure the spread the "
-                "seed alone causes."]
-    spread, margin = max(finals) - min(finals), ranked[1] - ranked[0]
-    return ["", f"**Noise.** The baseline with {len(finals)} seeds spans {spread:.3f} in {metric.replace('_', ' ')} (make sweep-seed). "
-            f"The winner's margin over the runner-up, {margin:.3f}, is "
-            f"{'larger than that: a finding' if margin > spread else 'within it: not a finding with one seed each'}."]
-
-
-def experiment_record(title, question, setup, rows, metric, extra=(), judge=conclusion):
-    """LEARNER.md's template: name, setup, results table, conclusion (with numbers)."""
-    winner, text = judge(rows, metric)
-    sources = sorted({s for r in rows.values() for s in r["per_source"]})
-    seeds = max(len(r.get("per_seed", ())) for r in rows.values())
-    head = ["configuration", "final val loss", "final val bpb"] + [f"val bpb {s}" for s in sources] + \
-           ([f"{metric.replace('_', ' ')} per seed"] if seeds > 1 else []) + \
-           ["steps to converge*", "steps run", "tokens/s", "step ms", "wall s", "monitor events", "status"]
-    lines = [f"## Experiment record: {title}", "", f"**Question.** {question}", "", f"**Setup.** {setup}", "",
-             "**Results.**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for label, r in rows.items():
-        cells = [label, f"{r['val_loss']:.3f}", f"{r['val_bpb']:.3f}"] + \
-                [f"{r['per_source'].get(s, float('nan')):.3f}" for s in sources] + \
-                ([", ".join(f"{v:.3f}" for v in r["per_seed"])] if seeds > 1 else []) + \
-                [str(r["converge"]), str(r["steps"]), f"{r['tokens_per_s']:.0f}", f"{r['step_ms']:.1f}",
-                 f"{r['wall_s']:.0f}", str(r["events"]), r["status"]]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "*steps to converge: the first eval step whose val loss is within 5% of that run's best." +
-              (f" With {seeds} seeds a row is the mean over them (steps to converge: the first seed's)." if seeds > 1 else ""), "",
-              f"**Conclusion.** {text}", *extra]
-    return winner, lines
-
-
-# ---------------------------------------------------------------------------------------------------------
-# 2. The headline plot, and the two sweeps that need their own analysis
+# 1. The headline plot, and the two sweeps that need their own analysis
 
 
 def eval_series(run, metric):
@@ -281,7 +165,7 @@ def analyse_checkpoints(runs, mtbf_hours=24.0, plot_path=None):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# 3. Running a sweep
+# 2. Running a sweep
 
 
 def prepare_datasets(datasets):
@@ -324,13 +208,31 @@ def fixed_settings(spec, baseline, base_overrides):
     return fixed + (f"; seeds {', '.join(map(str, seeds))} for every configuration" if len(seeds) > 1 else "")
 
 
+def sweep_paths(name, spec, base, config_dir, out_root, report_dir):
+    """(baseline config, out dir, report dir). The baseline is --base, else the sweep file's `base`, else
+    the incident lab's baseline. Another base puts the sweep under out/sweeps/<its stem>/NAME, so one sweep
+    at two scales never overwrites itself, and each finds the seed sweep of its own base."""
+    baseline = ROOT / (base or spec.get("base") or Path(config_dir) / "baseline.py")
+    scale = [] if baseline == ROOT / config_dir / "baseline.py" else [baseline.stem]
+    return baseline, ROOT / out_root / Path(*scale, name), ROOT / report_dir / Path(*scale, name)
+
+
 def run_sweep(name, out_root="out/sweeps", report_dir="report/sweeps", base_overrides=None,
-              config_dir="config/incidents", sweep_dir="config/sweeps", report_only=False, in_process=False):
-    """Every run of config/sweeps/NAME.py -> runs.compare_runs' comparison report + our experiment record."""
+              config_dir="config/incidents", sweep_dir="config/sweeps", report_only=False, in_process=False,
+              base=None, jobs=None):
+    """Every run of config/sweeps/NAME.py -> runs.compare_runs' comparison report + our experiment record
+    (report.md) + results.json. Returns (report path, winner, rows)."""
     spec = load_sweep(sweep_dir, name)
-    out_root, report_dir, baseline = ROOT / out_root / name, ROOT / report_dir / name, ROOT / config_dir / "baseline.py"
+    baseline, out_root, report_dir = sweep_paths(name, spec, base, config_dir, out_root, report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
-    if not report_only:
+    kind = spec.get("kind", "compare")
+    if kind == "scaling":  # its own grid, fit and record: sweeps_scaling.py
+        report, check = sweeps_scaling.run_scaling(spec, out_root, report_dir, [baseline], base_overrides,
+                                                   report_only, in_process, jobs)
+        return report, None, check
+    if kind in sweeps_data.KINDS:  # build the datasets (and the shared held-out set), size the runs
+        spec = sweeps_data.plan(kind, spec, [baseline], base_overrides, report_only)
+    elif not report_only:
         prepare_datasets(spec.get("datasets"))
     seeds, metric = spec.get("seeds", (None,)), spec.get("metric", "val_bpb")
     all_runs = run_configurations(spec, out_root, baseline, base_overrides, report_only, in_process)
@@ -338,14 +240,18 @@ def run_sweep(name, out_root="out/sweeps", report_dir="report/sweeps", base_over
     summary = compare_runs([r["dir"] for r in runs.values()], str(report_dir), names=list(runs),
                            title=spec["title"] + (f" (seed {seeds[0]})" if len(seeds) > 1 else ""))
     rows = {label: mean_summary([summarize(r) for r in rs], metric) for label, rs in all_runs.items()}
-    extra = analyse_schedule(runs) if name == "schedule" else \
+    extra, found = [], {}
+    if kind in sweeps_data.KINDS:
+        extra, found = sweeps_data.analyse(kind, spec, all_runs, rows, report_only)
+    extra += analyse_schedule(runs) if name == "schedule" else \
         analyse_checkpoints(runs, plot_path=report_dir / "ckpt_cost.png") if name == "ckpt" else []
     if len(seeds) > 1:
         extra += paired_note(rows, metric, seeds)
     elif name not in ("seed", "ckpt"):
         extra += noise_note(rows, metric, out_root.parent / "seed")
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    setup = f"{now}, {machine()}. Fixed: {fixed_settings(spec, baseline, base_overrides)}."
+    setup = f"{now}, {machine()}. Base config {baseline.relative_to(ROOT) if baseline.is_relative_to(ROOT) else baseline}. " \
+            f"Fixed: {fixed_settings(spec, baseline, base_overrides)}."
     winner, record = experiment_record(spec["title"], spec["question"], setup, rows, metric, extra,
                                        spread if name == "seed" else conclusion)
     if name == "ckpt":  # identical learning curves: the cost plot is the headline
@@ -354,22 +260,46 @@ def run_sweep(name, out_root="out/sweeps", report_dir="report/sweeps", base_over
         plot_sweep(report_dir / "headline.png", all_runs, metric)
     head = Path(summary["report"]).read_text()
     write_atomic(report_dir / "report.md", head.rstrip() + "\n\n" + "\n".join(record) + "\n")
+    write_results(report_dir / "results.json", name, setup, rows, winner,
+                  (spread if name == "seed" else conclusion)(rows, metric)[1], metric=metric, **found)
     print(f"  {name}: winner {winner}; report {report_dir / 'report.md'}", flush=True)
     return report_dir / "report.md", winner, rows
 
 
 # ---------------------------------------------------------------------------------------------------------
-# 4. Command line
+# 3. Command line
+
+
+def parse_set(items):
+    """--set key=value ... -> {key: value}; the value read as a Python literal (3e-4, 512, True), else a string."""
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {item}: want key=value")
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key] = text
+    return out
 
 
 def main(argv=None):
     sweeps = sorted(p.stem for p in (ROOT / "config/sweeps").glob("*.py"))
     p = argparse.ArgumentParser(description=__doc__.split("\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", choices=sweeps, help="config/sweeps/NAME.py")
+    p.add_argument("--base", help="the config every run starts from (default: the sweep file's `base`, else "
+                   "config/incidents/baseline.py), e.g. config/124m.py")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override a config key in every run, e.g. --set max_iters=2000 dtype=bfloat16")
+    p.add_argument("--jobs", type=int, help="runs at once, one thread each (the scaling study; default: its file's)")
     p.add_argument("--report-only", action="store_true", help="rebuild the report from existing runs")
     p.add_argument("--figures", help="also copy the headline figure to this folder as sweep_NAME.png")
     args = p.parse_args(argv)
-    run_command(args, lambda: run_sweep(args.name, report_only=args.report_only)[0], "headline.png",
+    overrides = parse_set(args.set)
+    load_config(ROOT / (args.base or "config/incidents/baseline.py"), overrides=overrides)  # a bad key stops here
+    run_command(args, lambda: run_sweep(args.name, report_only=args.report_only, base=args.base,
+                                        base_overrides=overrides, jobs=args.jobs)[0], "headline.png",
                 f"sweep_{args.name}.png")
 
 
