@@ -95,12 +95,12 @@ def corpus_index(shard_list, clean_dirs):
 
 
 def signatures_of(clean_dirs, index, ids):
-    """(len(ids), num_perm) signatures of global documents ids, read from the shards' sig.npy."""
+    """(len(ids), num_perm) signatures of global documents ids, read from the shards' sig.bin."""
     out = np.empty((len(ids), dedup.NUM_PERM), dtype=np.uint32)
     shard = index["shard"][ids]
     for k in np.unique(shard):
         sel = np.flatnonzero(shard == k)
-        out[sel] = np.load(clean_dirs[k] / "sig.npy", mmap_mode="r")[index["local"][ids[sel]]]
+        out[sel] = shards.signatures_in(clean_dirs[k])[index["local"][ids[sel]]]
     return out
 
 
@@ -137,7 +137,10 @@ def deduplicate(clean_dirs, index, args, work):
     band_dir = Path(tempfile.mkdtemp(dir=work, prefix=".bands-"))
     try:  # per shard, (bands, n) band keys to disk; then one band of all shards at a time in memory
         for k, d in enumerate(tqdm(clean_dirs, desc="dedup: band keys", leave=False)):
-            np.save(band_dir / f"{k}.npy", dedup.band_keys(np.load(d / "sig.npy").T, bands, rows))
+            sig = shards.signatures_in(d)  # in slices of 100k documents: bounded however big the shard
+            np.save(band_dir / f"{k}.npy", np.concatenate(
+                [dedup.band_keys(sig[a:a + 100_000].T, bands, rows) for a in range(0, len(sig), 100_000)]
+                or [np.zeros((bands, 0), dtype=np.uint64)], axis=1))
 
         def band_columns():
             for b in range(bands):
@@ -189,13 +192,13 @@ def boilerplate_lines(clean_dirs, index, keep, min_docs, part_mb=256):
     keys are counted one hash partition at a time (key mod P), P chosen so a partition fits in part_mb."""
     if min_docs <= 0:
         return np.zeros(0, dtype=np.uint64)
-    total = sum(os.path.getsize(d / "lines.npy") for d in clean_dirs)
+    total = sum(os.path.getsize(d / "lines.bin") for d in clean_dirs)
     parts = max(1, math.ceil(total / (part_mb * 1e6)))
     found = []
     for p in range(parts):
         chunk = []
         for k, d in enumerate(clean_dirs):
-            lines, counts = np.load(d / "lines.npy", mmap_mode="r"), np.load(d / "line_counts.npy")
+            lines, counts = shards.line_keys_in(d), np.load(d / "line_counts.npy")
             kept = np.repeat(keep[index["first"][k]:index["first"][k + 1]], counts)
             chunk.append(lines[kept][lines[kept] % np.uint64(parts) == np.uint64(p)])
         values, n = np.unique(np.concatenate(chunk), return_counts=True)

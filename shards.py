@@ -107,6 +107,22 @@ def disk_error(e, path):
     return UserError(f"{path}: cannot write ({e.strerror or e})")
 
 
+def raw(folder, name, dtype, width=1):
+    """A file of `dtype` values written in pieces (sig.bin, lines.bin) as a read-only (n, width) memory map."""
+    path = Path(folder) / name
+    if not path.stat().st_size:
+        return np.zeros((0, width), dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r").reshape(-1, width)
+
+
+def signatures_in(folder):
+    return raw(folder, "sig.bin", np.uint32, dedup.NUM_PERM)
+
+
+def line_keys_in(folder):
+    return raw(folder, "lines.bin", np.uint64)[:, 0]
+
+
 def texts_of(folder, local):
     """The cleaned texts of documents `local` (indices within the shard) of a clean_shard directory."""
     offsets = np.load(Path(folder) / "offsets.npy")
@@ -136,8 +152,9 @@ def line_key(line):
 
 def clean_shard(shard, opts, folder):
     """One shard -> folder/: text.bin (cleaned UTF-8 texts back to back), offsets.npy (n + 1,), exact.npy
-    (n, 2) uint64, has_words.npy (n,), sig.npy (n, num_perm) uint32, lines.npy (unique line keys per
-    document, concatenated) + line_counts.npy (n,), names.json; done.json holds the read/clean counts."""
+    (n, 2) uint64, has_words.npy (n,), sig.bin (n, num_perm) uint32, lines.bin (each document's distinct
+    line keys, uint64, concatenated) + line_counts.npy (n,), names.json; done.json: the read/clean counts.
+    Signatures and line keys go to disk every 1,000 documents: a 2 GB file in one shard stays in bounds."""
     if (info := finished(folder)) is not None:
         return {**info, "reused": True}
     start, cpu, tmp = time.perf_counter(), time.process_time(), begin(folder)
@@ -148,7 +165,15 @@ def clean_shard(shard, opts, folder):
     offsets, names, exact, has_words, lines, line_counts, shingles = [0], [], [], [], [], [], []
     vocab = {}
     try:
-        with open(tmp / "text.bin", "wb") as f:
+        with open(tmp / "text.bin", "wb") as f, open(tmp / "sig.bin", "wb") as f_sig, \
+                open(tmp / "lines.bin", "wb") as f_lines:
+            def flush():  # the (num_perm, shingles) work array of 1,000 documents stays small
+                if shingles:
+                    np.ascontiguousarray(dedup.signatures(shingles).T).tofile(f_sig)
+                np.array(lines, dtype=np.uint64).tofile(f_lines)
+                shingles.clear()
+                lines.clear()
+
             for doc in sources.read_shard(shard, stats, opts):
                 stats["docs"] += 1
                 stats["bytes"] += len(doc["text"].encode("utf-8", "surrogatepass"))
@@ -167,21 +192,19 @@ def clean_shard(shard, opts, folder):
                 shingles.append(dedup.shingles32(dedup.word_ids(words, vocab)) if words else
                                 np.zeros(0, dtype=np.uint32))
                 keys = set() if shard["is_code"] else set(map(line_key, lines_of_text)) - {None}
-                lines += sorted(keys)
+                lines.extend(sorted(keys))
                 line_counts.append(len(keys))
+                if len(shingles) == 1000:
+                    flush()
                 if len(vocab) > 1_000_000:  # the memo is a cache, not a vocabulary: keep it bounded
                     vocab.clear()
+            flush()
     except OSError as e:
         raise disk_error(e, tmp / "text.bin") from e
     stats["kept_docs"] = len(names)
-    # signatures in slices of 1,000 documents: the (num_perm, shingles) work array stays small
-    sig = np.concatenate([dedup.signatures(shingles[k:k + 1000]).T for k in range(0, len(shingles), 1000)]
-                         or [np.zeros((0, dedup.NUM_PERM), dtype=np.uint32)])
     save(tmp, "offsets.npy", np.array(offsets, dtype=np.int64))
     save(tmp, "exact.npy", np.array(exact, dtype=np.uint64).reshape(-1, 2))
     save(tmp, "has_words.npy", np.array(has_words, dtype=bool))
-    save(tmp, "sig.npy", np.ascontiguousarray(sig))
-    save(tmp, "lines.npy", np.array(lines, dtype=np.uint64))
     save(tmp, "line_counts.npy", np.array(line_counts, dtype=np.int64))
     (tmp / "names.json").write_text(json.dumps(names))
     info = {"stats": stats, "counters": counters, "docs_in": stats["docs"], "docs_out": len(names),
