@@ -9,8 +9,8 @@ Unlike clean.py's detect_script, which only asks which Unicode block most letter
 or Cantonese text is "cjk" like Mandarin, French is "latin" like English), this names the language, with
 a probability. Why py3langid: measured on our own sources (docs/chinese-and-web.md) it was as accurate as
 lingua (100% on zh news/reviews and Shakespeare documents once Chinese varieties are folded, see below)
-and 1.5x faster (~900 docs/s on 2,000-character heads, 2 CPU cores) with a 4.5 MB model that loads in
-under a second, where lingua is 96 MB and loads in 12 s; langdetect and langid were 6-15x slower.
+and twice as fast (815-890 docs/s on 2,000-character heads, 2 CPU cores) with a 4.5 MB model that loads
+in a second, where lingua is 96 MB and loads in 11-15 s; langdetect and langid were 6-16x slower.
 """
 import re
 from functools import lru_cache
