@@ -36,6 +36,14 @@ def test_main_text_is_kept_and_boilerplate_removed(page):
     assert stats["pages"] == 1 and stats["boilerplate_chars"] == stats["visible_chars"] - stats["main_chars"] > 0
 
 
+@pytest.mark.parametrize("meta", ['<meta charset="gbk">', ""])
+def test_a_gbk_page_decodes_with_or_without_its_charset(meta):
+    # much of the Chinese web is GBK; trafilatura reads the declared charset, or guesses it
+    page = (FIXTURES / "zh_news_page.html").read_text().replace("©", "(C)").replace('<meta charset="utf-8">', meta)
+    text = extract.html_to_text(page.encode("gb18030"), {})
+    assert text.startswith("我国将实行播音员主持人持证上岗制度\n本报北京１２月３１日讯")
+
+
 def test_an_empty_page_has_no_text():
     stats = {}
     assert extract.html_to_text(b"", stats) is None
