@@ -602,8 +602,12 @@ def item_ngrams(items, n=13):
 
 def found_ngrams(table, train_texts, n=13):
     """table: sorted unique (m,) uint64 -> sorted indices into it of the n-grams that occur in train_texts.
-    One binary search per train n-gram: linear in the train text, whatever the number of items."""
+    Linear in the train text, whatever the number of items: a filter of 2^24 bits (the top 24 bits of the
+    table's hashes) answers "certainly not in the table" for most n-grams in one lookup; only the rest pay
+    for a binary search."""
     found, vocab = [], {}
+    maybe = np.zeros(1 << 24, dtype=bool)
+    maybe[(table >> np.uint64(40)).astype(np.intp)] = True
     for text in train_texts:
         if len(vocab) > 1_000_000:  # a memo of word hashes, not a vocabulary: keep it bounded
             vocab.clear()
@@ -611,6 +615,7 @@ def found_ngrams(table, train_texts, n=13):
         if not len(ids) or not len(table):
             continue
         h = ngram_hashes(ids, n)
+        h = h[maybe[(h >> np.uint64(40)).astype(np.intp)]]
         pos = np.minimum(np.searchsorted(table, h), len(table) - 1)
         found.append(pos[table[pos] == h])
     return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)

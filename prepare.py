@@ -119,6 +119,11 @@ def text_of(clean_dirs, index, i):
     return shards.texts_of(clean_dirs[index["shard"][i]], [index["local"][i]])[0]
 
 
+def final_text(clean_dirs, index, i, boilerplate):
+    """Document i as the bins hold it: repeated lines removed."""
+    return next(shards.final_texts(clean_dirs[index["shard"][i]], [index["local"][i]], boilerplate))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # 2. Dedup across all shards: exact keys, then LSH one band at a time
 
@@ -230,11 +235,11 @@ def train_tokenizer_on_sample(clean_dirs, index, candidates, boilerplate, args, 
     if (folder / "tokenizer.json").exists() and not args.no_cache:
         print(f"tokenizer: reusing {folder}")
         return folder
-    texts, total, boiler = [], 0, set(boilerplate.tolist())
+    texts, total = [], 0
     for i in np.random.default_rng(args.seed).permutation(candidates):
         if total >= args.tokenizer_mb * 1_000_000:
             break
-        text, _ = shards.remove_lines(text_of(clean_dirs, index, i), boiler)
+        text = final_text(clean_dirs, index, i, boilerplate)
         texts.append(text)
         total += len(text.encode("utf-8", "surrogatepass"))
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -405,10 +410,8 @@ def contamination(clean_dirs, index, final, train_docs, is_val_final, boilerplat
     if final["bytes"][val].sum() > VAL_CHECK_MB * 1e6:  # ~8 bytes of table per word: keep it bounded
         val = np.random.default_rng(args.seed).permutation(val)
         val = np.sort(val[:np.searchsorted(np.cumsum(final["bytes"][val]), VAL_CHECK_MB * 1e6)])
-    boiler = set(boilerplate.tolist())
     val_names = names_of(clean_dirs, index, final["gid"][val], with_source=False)
-    groups = {"val": [(nm, shards.remove_lines(text_of(clean_dirs, index, g), boiler)[0])
-                      for nm, g in zip(val_names, final["gid"][val])]}
+    groups = {"val": [(nm, final_text(clean_dirs, index, g, boilerplate)) for nm, g in zip(val_names, final["gid"][val])]}
     for path in args.contamination:
         groups[str(path)] = report.benchmark_items(path)
     per_group = {g: dedup.item_ngrams(items, n) for g, items in groups.items()}

@@ -153,7 +153,8 @@ def line_key(line):
 def clean_shard(shard, opts, folder):
     """One shard -> folder/: text.bin (cleaned UTF-8 texts back to back), offsets.npy (n + 1,), exact.npy
     (n, 2) uint64, has_words.npy (n,), sig.bin (n, num_perm) uint32, lines.bin (each document's distinct
-    line keys, uint64, concatenated) + line_counts.npy (n,), names.json; done.json: the read/clean counts.
+    line keys, uint64, concatenated) + line_counts.npy (n,), every_line.bin (every line's key, 0 if it has
+    none) + line_starts.npy (n + 1,), names.json; done.json: the read/clean counts.
     Signatures and line keys go to disk every 1,000 documents: a 2 GB file in one shard stays in bounds."""
     if (info := finished(folder)) is not None:
         return {**info, "reused": True}
@@ -163,16 +164,19 @@ def clean_shard(shard, opts, folder):
     counters["scripts"] = stats["scripts"] = {}  # characters per script, counted per source
     skip = set(opts["skip"])
     offsets, names, exact, has_words, lines, line_counts, shingles = [0], [], [], [], [], [], []
+    every_line, line_starts = [], [0]  # each line's key (0: too short, or code), for removal without a regex
     vocab = {}
     try:
         with open(tmp / "text.bin", "wb") as f, open(tmp / "sig.bin", "wb") as f_sig, \
-                open(tmp / "lines.bin", "wb") as f_lines:
+                open(tmp / "lines.bin", "wb") as f_lines, open(tmp / "every_line.bin", "wb") as f_every:
             def flush():  # the (num_perm, shingles) work array of 1,000 documents stays small
                 if shingles:
                     np.ascontiguousarray(dedup.signatures(shingles).T).tofile(f_sig)
                 np.array(lines, dtype=np.uint64).tofile(f_lines)
+                np.array(every_line, dtype=np.uint64).tofile(f_every)
                 shingles.clear()
                 lines.clear()
+                every_line.clear()
 
             for doc in sources.read_shard(shard, stats, opts):
                 stats["docs"] += 1
@@ -191,9 +195,12 @@ def clean_shard(shard, opts, folder):
                 has_words.append(bool(words))
                 shingles.append(dedup.shingles32(dedup.word_ids(words, vocab)) if words else
                                 np.zeros(0, dtype=np.uint32))
-                keys = set() if shard["is_code"] else set(map(line_key, lines_of_text)) - {None}
+                per_line = [None] * len(lines_of_text) if shard["is_code"] else list(map(line_key, lines_of_text))
+                keys = set(per_line) - {None}
                 lines.extend(sorted(keys))
                 line_counts.append(len(keys))
+                every_line.extend(k or 0 for k in per_line)
+                line_starts.append(line_starts[-1] + len(per_line))
                 if len(shingles) == 1000:
                     flush()
                 if len(vocab) > 1_000_000:  # the memo is a cache, not a vocabulary: keep it bounded
@@ -206,6 +213,7 @@ def clean_shard(shard, opts, folder):
     save(tmp, "exact.npy", np.array(exact, dtype=np.uint64).reshape(-1, 2))
     save(tmp, "has_words.npy", np.array(has_words, dtype=bool))
     save(tmp, "line_counts.npy", np.array(line_counts, dtype=np.int64))
+    save(tmp, "line_starts.npy", np.array(line_starts, dtype=np.int64))
     (tmp / "names.json").write_text(json.dumps(names))
     info = {"stats": stats, "counters": counters, "docs_in": stats["docs"], "docs_out": len(names),
             "bytes": stats["bytes"], "seconds": round(time.perf_counter() - start, 3),
@@ -217,21 +225,19 @@ def clean_shard(shard, opts, folder):
 # Stage 2: tokenize (and line dedup, which needs the global line counts)
 
 
-def remove_lines(text, boilerplate):
-    """text without the lines whose key is in `boilerplate` (a set); -> (text, lines removed)."""
-    if not boilerplate:
-        return text, 0
-    lines = text.split("\n")
-    kept = [line for line, normal in zip(lines, normal_lines(text)) if line_key(normal) not in boilerplate]
-    return "\n".join(kept), len(lines) - len(kept)
-
-
 def final_texts(folder, local, boilerplate, counts=None):
-    """The texts as they go into the bins: cleaned, repeated lines removed (counted into `counts`)."""
-    for text in texts_of(folder, local):
-        text, removed = remove_lines(text, boilerplate)
-        if counts is not None:
-            counts["lines_removed"] = counts.get("lines_removed", 0) + removed
+    """The texts as they go into the bins: cleaned, and without the lines whose key is in `boilerplate`
+    (a sorted uint64 array). Each line's key was stored by clean_shard, so this is a lookup, not a second
+    normalisation. Lines removed are counted into counts["lines_removed"]."""
+    starts, keys = np.load(Path(folder) / "line_starts.npy"), raw(folder, "every_line.bin", np.uint64)[:, 0]
+    for i, text in zip(local, texts_of(folder, local)):
+        if len(boilerplate):
+            k = keys[starts[i]:starts[i + 1]]
+            drop = boilerplate[np.minimum(np.searchsorted(boilerplate, k), len(boilerplate) - 1)] == k
+            if drop.any():
+                text = "\n".join(line for line, d in zip(text.split("\n"), drop) if not d)
+                if counts is not None:
+                    counts["lines_removed"] = counts.get("lines_removed", 0) + int(drop.sum())
         yield text
 
 
@@ -245,7 +251,6 @@ def tokenize_shard(clean_dir, keep, boilerplate, tok_dir, folder):
     start, cpu, tmp = time.perf_counter(), time.process_time(), begin(folder)
     enc = tokenizer.load_tokenizer(tok_dir)
     eot = np.array([enc.eot_token], dtype=np.uint16)
-    boilerplate = set(np.asarray(boilerplate, dtype=np.uint64).tolist())
     local = np.flatnonzero(keep)
     counts, kept, n_tokens, n_bytes = {"lines_removed": 0, "docs_emptied": 0}, [], [], []
     try:
@@ -280,7 +285,6 @@ def contamination_shard(clean_dir, local, boilerplate, table_path, n):
     """Indices into the sorted n-gram table (a .npy, memory-mapped) that documents `local` contain."""
     cpu = time.process_time()
     table = np.load(table_path, mmap_mode="r")
-    boilerplate = set(np.asarray(boilerplate, dtype=np.uint64).tolist())
     found = dedup.found_ngrams(table, final_texts(clean_dir, local, boilerplate), n)
     return {"found": found, "docs_in": len(local), "docs_out": len(local), "peak_rss_mb": peak_rss_mb(),
             "bytes": 0, "reused": False, "cpu_seconds": round(time.process_time() - cpu, 3)}
