@@ -9,8 +9,8 @@ Unlike clean.py's detect_script, which only asks which Unicode block most letter
 or Cantonese text is "cjk" like Mandarin, French is "latin" like English), this names the language, with
 a probability. Why py3langid: measured on our own sources (docs/chinese-and-web.md) it was as accurate as
 lingua (100% on zh news/reviews and Shakespeare documents once Chinese varieties are folded, see below)
-and twice as fast (815-890 docs/s on 2,000-character heads, 2 CPU cores) with a 4.5 MB model that loads
-in a second, where lingua is 96 MB and loads in 11-15 s; langdetect and langid were 6-16x slower.
+and 2-4x faster (680-890 docs/s on 2,000-character heads, 2 shared CPU cores) with a 4.5 MB model that
+loads in 1-3 s, where lingua is 96 MB and loads in 11-34 s; langdetect and langid were 7-16x slower.
 """
 import re
 from functools import lru_cache
