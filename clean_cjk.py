@@ -117,34 +117,39 @@ TOP_NGRAM_LIMITS = {round(n * CHARS_PER_WORD): limit for n, limit in FINEWEB2_TO
 DUP_NGRAM_LIMITS = {round(n * CHARS_PER_WORD): limit for n, limit in FINEWEB2_DUP_NGRAMS.items()}
 
 
-def char_ngrams(codes, n):
-    """(len,) code points -> (len - n + 1,) keys, one per character n-gram, equal iff the n-grams are:
-    each window's n uint32s viewed as one opaque n*4-byte value (exact: no hash, no collision)."""
-    windows = np.lib.stride_tricks.sliding_window_view(codes, n)
-    return np.ascontiguousarray(windows).view(f"V{4 * n}").ravel()
+def ngram_ids(codes, sizes):
+    """{n: (len - n + 1,) int64 ids} for each n in sizes: equal ids at two positions iff the character
+    n-grams there are equal. Built one character at a time: the n-gram at i is the pair (id of the
+    (n-1)-gram at i, character i + n - 1), renumbered by np.unique. Exact (no hash, so no collision), and
+    every step sorts plain int64s."""
+    ids, out = codes.astype(np.int64), {}
+    for n in range(2, max(sizes) + 1):
+        pair = ids[:-1] * 0x110000 + codes[n - 1:]  # 0x110000: one more than the largest code point
+        _, ids = np.unique(pair, return_inverse=True)
+        if n in sizes:
+            out[n] = ids
+    return out
 
 
 def ngram_fractions(doc):
-    """{n: fraction of characters}: for n = 2-4, the share of the most frequent n-gram (count * n / total);
-    for n = 5-10, the share of characters covered by an n-gram that already occurred earlier."""
+    """{n: fraction of characters}: for the TOP_NGRAM_LIMITS sizes, the share of the most frequent n-gram
+    (count * n / total); for the DUP_NGRAM_LIMITS sizes, the share of characters covered by an n-gram that
+    already occurred earlier in the document."""
     if doc.ngram_fractions is not None:
         return doc.ngram_fractions
-    codes = np.frombuffer(doc.visible.encode("utf-32-le"), dtype=np.uint32)  # one uint32 per character
-    out = {}
-    for n in [*TOP_NGRAM_LIMITS, *DUP_NGRAM_LIMITS]:
-        if len(codes) <= n:
-            out[n] = 0.0
+    codes = np.frombuffer(doc.visible.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)  # 1 per character
+    out = {n: 0.0 for n in [*TOP_NGRAM_LIMITS, *DUP_NGRAM_LIMITS]}
+    for n, ids in ngram_ids(codes, set(out)).items():
+        if len(ids) < 2:
             continue
-        _, first, inverse, counts = np.unique(char_ngrams(codes, n), return_index=True, return_inverse=True,
-                                              return_counts=True)
         if n in TOP_NGRAM_LIMITS:
-            out[n] = counts.max() * n / len(codes) if counts.max() > 1 else 0.0
+            top = np.bincount(ids).max()
+            out[n] = top * n / len(codes) if top > 1 else 0.0
         else:
-            repeat = np.flatnonzero(first[inverse] != np.arange(len(inverse)))  # later occurrences
-            covered = np.zeros(len(codes) + 1, dtype=np.int64)  # +1 at each start, -1 past each end
-            np.add.at(covered, repeat, 1)
-            np.add.at(covered, repeat + n, -1)
-            out[n] = float((np.cumsum(covered[:-1]) > 0).mean())
+            order = np.argsort(ids, kind="stable")  # equal n-grams side by side, earliest first
+            later = order[1:][ids[order[1:]] == ids[order[:-1]]]  # positions repeating an earlier n-gram
+            starts = np.bincount(later, minlength=len(codes) + 1) - np.bincount(later + n, minlength=len(codes) + 1)
+            out[n] = float((np.cumsum(starts[:-1]) > 0).mean())  # characters inside at least one repeat
     doc.ngram_fractions = out
     return out
 

@@ -73,6 +73,16 @@ def test_ngram_fractions_by_hand():
     assert all(v == 0.0 for v in clean_cjk.ngram_fractions(doc("一二三四五六七八九十百千万")).values())
 
 
+def test_ngram_ids_match_a_dictionary_of_strings():
+    import numpy as np
+    text = "".join(np.random.default_rng(0).choice(list("的一是不了"), size=300))  # small alphabet: many repeats
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+    for n, ids in clean_cjk.ngram_ids(codes, {2, 5, 9}).items():
+        grams = [text[i:i + n] for i in range(len(text) - n + 1)]
+        assert len(ids) == len(grams)
+        assert all((ids[i] == ids[j]) == (grams[i] == grams[j]) for i in range(0, len(grams), 7) for j in range(len(grams)))
+
+
 def test_skip_and_counters():
     counters = {"rules": {}}
     assert clean_cjk.apply_cjk_rules(JUNK["too short"][0], (), counters, name="d1") is None
