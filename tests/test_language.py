@@ -43,6 +43,14 @@ def test_filter_keeps_chosen_languages_and_counts_each():
     assert counts["en"]["chars"] == sum(len(t) for t, lang in KNOWN if lang == "en")
 
 
+def test_an_unsure_guess_is_not_kept():
+    # a two-letter text: the model guesses, with little confidence; CCNet's 0.5 keeps it out
+    lang, confidence = language.detect("ok")
+    assert confidence < language.MIN_CONFIDENCE
+    assert not language.check_language("ok", {lang}, {})[0]
+    assert language.check_language("ok", {lang}, {}, min_confidence=0.0)[0]
+
+
 def test_no_filter_keeps_everything():
     assert language.parse_languages("") is None
     assert language.check_language("Bonjour tout le monde, comment allez-vous ?", None, {})[0]
