@@ -509,7 +509,7 @@ def signature_speed(texts, repeats=3):
             "normalize only": lambda ts: [normalize(t) for t in ts]}
     best = {}
     for name, fn in ways.items():
-        for _ in range(repeats if name != "update() loop" else 1):   # the loop is slow and steady: once
+        for _ in range(repeats):  # best of: the least disturbed by whatever else runs on the machine
             t0 = time.perf_counter()
             fn(texts)
             best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
