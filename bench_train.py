@@ -4,6 +4,7 @@ bench_train.py — how fast does train.py train here, and how close is that to w
     python bench_train.py                        # ~5 min on 2 cores: the matmul ceiling, then 4 runs
     python bench_train.py --compile              # + each run with compile_model=True (~3 min more)
     python bench_train.py --steps 60 --dtypes float32
+    python bench_train.py --nanogpt ~/nanoGPT         # + nanoGPT's own train.py at its shape, in this run
 
 A GPU has a published peak (common.PEAK_FLOPS), so train.py logs MFU there. A CPU has none we can look
 up, so this script measures one: the FLOP/s of a large matmul in each dtype, on the threads torch uses.
@@ -19,7 +20,11 @@ Shapes:
   batch_size=16) on a byte-level Shakespeare dataset (our BPE with 0 merges: 257 tokens, nanoGPT's
   characters are 65, a 1% difference in FLOPs). SwiGLU at ffn_hidden=344 = 8/3 x 128 (rounded to 8)
   has the parameters of nanoGPT's 4 x 128 GELU MLP; model.py's default would round it up to 512.
-  nanoGPT's own figure on this machine (the team's benchmark targets, 2026-11-23): 15,200-15,500 tokens/s in fp32.
+  With --nanogpt DIR (a checkout: `git clone https://github.com/karpathy/nanoGPT`), nanoGPT's own train.py
+  runs at that shape in this benchmark run, on its character-level Shakespeare (input.txt built from the
+  built-in Shakespeare texts, joined in byte order of their file names, split 90/10 as its prepare.py
+  does), and every ratio is to that figure. Without it, the ratio is to a figure measured on another
+  machine on another date (2026-11-23: 15,200-15,500 tokens/s in fp32), and the table says so.
 - tiny: config/tiny.py on data/default, the README's quickstart run.
 
 tokens/s is the median of train.py's log lines after the first (the first holds the first step, where
@@ -28,16 +33,24 @@ the evaluations and checkpoint saves, which train.py times apart. The bare loop'
 10-step chunks after the first, in this process.
 """
 import argparse
+import os
+import pickle
+import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+
+import numpy as np
 
 import torch
 
 from model import GPT, GPTConfig
 from runs import ROOT, read_metrics
-NANOGPT_TOKENS_PER_S = 15_350  # midpoint of 15,200-15,500: nanoGPT 3adf61e, fp32, this machine
+NANOGPT_TOKENS_PER_S = 15_350  # midpoint of 15,200-15,500: nanoGPT 3adf61e, fp32, another machine (2026-11-23)
 SHAPES = {
     "nanogpt": dict(dataset="shakespeare_bytes", n_layer=4, n_head=4, n_kv_head=4, n_embd=128, ffn_hidden=344,
                     block_size=256, batch_size=16, learning_rate=1e-3, min_lr=1e-4, warmup_iters=10),
@@ -87,6 +100,52 @@ def train_py(shape, dtype, steps, compile_model=False):
     return tokens_per_s, GPTConfig(**ckpt["model_config"]), ckpt["config"]["batch_size"]
 
 
+def nanogpt_input_text():
+    """nanoGPT's input.txt, offline: the built-in Shakespeare texts joined in byte order of their names."""
+    from sources import shakespeare_docs
+    docs = sorted(shakespeare_docs(ROOT / "data" / "cache", {}), key=lambda d: d["name"].encode())
+    return "\n\n".join(d["text"] for d in docs)
+
+
+def nanogpt_dataset(folder, text):
+    """data/shakespeare_char as nanoGPT's prepare.py writes it: sorted characters -> ids, 90/10 split."""
+    chars = sorted(set(text))
+    stoi = {c: i for i, c in enumerate(chars)}
+    ids = np.array([stoi[c] for c in text], dtype=np.uint16)
+    folder.mkdir(parents=True)
+    ids[:int(0.9 * len(ids))].tofile(folder / "train.bin")
+    ids[int(0.9 * len(ids)):].tofile(folder / "val.bin")
+    with open(folder / "meta.pkl", "wb") as f:
+        pickle.dump({"vocab_size": len(chars), "itos": dict(enumerate(chars)), "stoi": stoi}, f)
+
+
+def nanogpt_py(checkout, steps):
+    """nanoGPT's own train.py at the nanogpt shape, fp32 on the CPU, in a scratch copy (its data/ and
+    out_dir stay out of the user's checkout); the median tokens/s of its `iter N: ... time X ms` lines
+    after the first five (the first steps warm up its allocator)."""
+    checkout = Path(checkout).expanduser()
+    if not (checkout / "train.py").is_file() or not (checkout / "configurator.py").is_file():
+        raise SystemExit(f"{checkout}: not a nanoGPT checkout (no train.py / configurator.py)")
+    shape = SHAPES["nanogpt"]
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        for name in ("train.py", "model.py", "configurator.py"):
+            shutil.copy(checkout / name, scratch / name)
+        nanogpt_dataset(scratch / "data" / "shakespeare_char", nanogpt_input_text())
+        args = ["--dataset=shakespeare_char", "--device=cpu", "--compile=False", "--dtype=float32",
+                f"--n_layer={shape['n_layer']}", f"--n_head={shape['n_head']}", f"--n_embd={shape['n_embd']}",
+                f"--block_size={shape['block_size']}", f"--batch_size={shape['batch_size']}", "--dropout=0.0",
+                "--gradient_accumulation_steps=1", f"--max_iters={steps}", f"--lr_decay_iters={steps}",
+                "--eval_iters=1", "--log_interval=1", f"--eval_interval={steps + 1}", "--always_save_checkpoint=False",
+                f"--out_dir={scratch / 'out'}"]
+        done = subprocess.run([sys.executable, "train.py", *args], cwd=scratch, capture_output=True, text=True,
+                              env={**os.environ, "WANDB_MODE": "disabled"})
+    times = [float(m) for m in re.findall(r"^iter \d+: loss [\d.]+, time ([\d.]+)ms", done.stdout, re.M)]
+    if done.returncode or len(times) < 10:
+        raise SystemExit(f"nanoGPT's train.py failed or logged too few steps:\n{(done.stdout + done.stderr)[-2000:]}")
+    return shape["batch_size"] * shape["block_size"] / (statistics.median(times[5:]) / 1000)
+
+
 def bare_loop(model_config, batch_size, dtype, steps):
     """The same model's steps with nothing around them: random tokens, forward, backward, clip, AdamW.
     train.py's tokens/s over this one is what its loop (data, logging, the monitor) costs."""
@@ -115,6 +174,7 @@ def main(argv=None):
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--shapes", default="nanogpt,tiny")
     parser.add_argument("--compile", action="store_true", help="also time train.py with compile_model=True")
+    parser.add_argument("--nanogpt", metavar="DIR", help="a nanoGPT checkout: time its train.py in this run too")
     args = parser.parse_args(argv)
     dtypes, shapes = args.dtypes.split(","), args.shapes.split(",")
     ensure_datasets()
@@ -122,6 +182,11 @@ def main(argv=None):
     ceiling = {dtype: matmul_flops(DTYPE[dtype]) for dtype in dtypes}
     for dtype, flops in ceiling.items():
         print(f"matmul 2048^3 {dtype}: {flops / 1e9:.0f} GFLOP/s")
+    peer, peer_note = NANOGPT_TOKENS_PER_S, "nanoGPT: a figure from another machine and date (2026-11-23)"
+    if args.nanogpt:
+        peer = nanogpt_py(args.nanogpt, args.steps)
+        peer_note = f"nanoGPT's train.py measured in this run: {peer:,.0f} tokens/s (fp32)"
+    print(peer_note, flush=True)
     rows = []
     for shape in shapes:
         for dtype in dtypes:
@@ -138,7 +203,7 @@ def main(argv=None):
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for shape, dtype, params, flops_per_token, tokens_per_s, bare, compiled in rows:
         model_flops = tokens_per_s * flops_per_token
-        versus = f"{tokens_per_s / NANOGPT_TOKENS_PER_S:.2f}x" if shape == "nanogpt" else "-"
+        versus = f"{tokens_per_s / peer:.2f}x" if shape == "nanogpt" else "-"
         print(f"| {shape} | {dtype} | {params / 1e6:.2f}M | {flops_per_token / 1e6:.2f}M | {tokens_per_s:,.0f} | "
               f"{bare:,.0f} | {tokens_per_s / bare:.2f} | {model_flops / 1e9:.0f} | {ceiling[dtype] / 1e9:.0f} | "
               f"{model_flops / ceiling[dtype]:.2f} | {versus} | {f'{compiled:,.0f}' if compiled else '-'} |")
