@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 import time
 from collections import Counter
 

@@ -11,7 +11,6 @@ of the built-in texts): the unit a worker reads, cleans and tokenizes on its own
 inputs, read_shard() streams one shard's documents. dedup.py's benchmark reads the built-in corpus here too.
 """
 import gzip
-import io
 import json
 import re
 import subprocess
