@@ -69,7 +69,7 @@ def main_run_with_a_kill(log, base, dataset, out_dir, iters, price):
     args = [ROOT / "train.py", base, f"--dataset={dataset}", f"--out_dir={out_dir}", f"--max_iters={iters}",
             f"--lr_decay_iters={iters}", f"--eval_interval={max(1, iters // 10)}",
             f"--checkpoint_interval={max(1, iters // 5)}", f"--price_per_hour={price}", "--spike_policy='rollback'"]
-    print("[course] week 3: main run (stopped half-way by SIGTERM, then resumed) ...", flush=True)
+    print("[course] week3_main ... (the main run, stopped half-way by SIGTERM, then resumed)", flush=True)
     t0 = time.time()
     path = log["dir"] / "logs" / "week3_main.log"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +88,7 @@ def main_run_with_a_kill(log, base, dataset, out_dir, iters, price):
     log["stages"].append({"stage": "week3_main", "seconds": round(time.time() - t0, 1), "exit_code": resumed,
                           "stopped_with": stopped, "log": str(path)})
     write_json(log["dir"] / "stages.json", log["stages"])
-    print(f"[course] week 3 main run: stopped (exit {stopped}), resumed (exit {resumed}) in "
+    print(f"[course] week3_main: stopped (exit {stopped}), resumed (exit {resumed}) in "
           f"{time.time() - t0:.0f} s", flush=True)
     if resumed not in (0, 1):  # 1 = diverged: a finding for the retrospective, not a broken course
         raise UserError(f"course: the main run failed after its resume (exit {resumed}); see {path}")
