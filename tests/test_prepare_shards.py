@@ -265,3 +265,11 @@ def test_contamination_checks_a_bounded_sample_of_val(single, monkeypatch):
     small = run(root, "--workers", "1", out="sampled")["contamination"]["val"]
     assert 0 < small["items"] < small["of"] == meta["contamination"]["val"]["of"]
     assert "(a random sample of" in (root / "sampled" / "report.md").read_text()
+
+
+def test_the_command_line_prints_one_line_and_exits_2(tmp_path):
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, str(ROOT / "prepare.py"), "--workers", "0", "--out", str(tmp_path / "o")],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr == "error: --workers 0: must be at least 1\n"
