@@ -273,3 +273,11 @@ def test_the_command_line_prints_one_line_and_exits_2(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "prepare.py"), "--workers", "0", "--out", str(tmp_path / "o")],
                             capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2 and result.stderr == "error: --workers 0: must be at least 1\n"
+
+
+def test_ray_missing_is_named(single, monkeypatch):
+    root, _ = single
+    monkeypatch.setitem(__import__("sys").modules, "ray", None)          # import ray now raises ImportError
+    with pytest.raises(UserError, match="--executor ray needs the ray package"):
+        run(root, "--executor", "ray", "--no-cache", out="no_ray")
+    assert not (root / "no_ray").exists()
