@@ -14,7 +14,10 @@ the loss is lowest where both terms trade off:
     G = (alpha A / (beta B))^(1 / (alpha + beta))
 
 (minimise L(N, C/(6N)) over N: d/dN [A N^-alpha + B (6N/C)^beta] = 0). The famous "20 tokens per
-parameter" is D_opt / N_opt at the paper's budgets; it is not a constant: it changes with C unless a = b.
+parameter" is D_opt / N_opt at the paper's budgets by its Approaches 1 and 2; it is not a constant: it
+changes with C unless a = b. The rounded Approach 3 constants printed in the paper (PAPER) give about 93
+at Chinchilla's own budget (6 x 70e9 x 1.4e12 FLOPs): Besiroglu et al. (2024) trace that to the rounding
+and to an optimizer stopped early; their refit of the same data is compatible with Approaches 1-2.
 
 Two of the paper's three ways to fit it are here:
   Approach 3 (fit_law): all runs at once; minimise the Huber loss (delta 1e-3) between log L(N, D) and

@@ -74,8 +74,10 @@ def conclusion(rows, metric):
     versus = "; ".join(f"{v:.3f} for {label} (+{v - best:.3f}, {100 * (v - best) / best:.1f}% worse)"
                        for v, label in others)
     lost = [label for label, r in rows.items() if not math.isfinite(r[metric])]
+    seeded = len(ranked) > 1 and all(len(r.get("per_seed", ())) > 1 for r in rows.values())
     return winner, (f"**{winner}** won with {metric.replace('_', ' ')} {best:.3f}; {versus}" +
-                    (f"; no finite value for {', '.join(lost)}" if lost else "") + ".")
+                    (f"; no finite value for {', '.join(lost)}" if lost else "") + "." +
+                    (" " + seed_band_note(rows, metric, winner)[0][2:] if seeded else ""))
 
 
 def spread(rows, metric):
@@ -101,6 +103,17 @@ def paired_note(rows, metric, seeds):
             lines.append(f"- {winner} beat {label} on {int(np.sum(d > 0))} of {len(d)} seeds; margins "
                          f"{', '.join(f'{x:+.3f}' for x in d)} (mean {d.mean():+.3f}).")
     return lines
+
+
+def seed_band_note(rows, metric, winner):
+    """The seed band: the largest spread between the seeds of one configuration. A winning margin inside it
+    is not a finding, however many seeds it won on (with two seeds, 2 of 2 happens by chance 1 time in 4)."""
+    band = max(max(r["per_seed"]) - min(r["per_seed"]) for r in rows.values())
+    ranked = sorted(r[metric] for r in rows.values() if math.isfinite(r[metric]))
+    margin = ranked[1] - ranked[0]
+    return [f"- Seed band: one configuration's seeds differ by up to {band:.3f}. The winner's margin over the "
+            f"runner-up, {margin:.3f}, is " + (f"larger: {winner} wins." if margin > band else
+                                               "inside it: no winner at this number of seeds.")]
 
 
 def noise_note(rows, metric, seed_dir):

@@ -174,17 +174,21 @@ def kept_table(spec, runs):
     from tokenizer import load_tokenizer
     corpus = spec["corpus_data"]
     lines = ["| arm | Shakespeare docs read / after cleaning / after dedup | code docs read / cleaned / dedup | "
-             "train tokens | train MB | copies of each repeated passage in train (mean) |", "|---|---|---|---|---|---|"]
+             "what cleaning changed | train tokens | train MB | copies of each repeated passage in train (mean) |",
+             "|---|---|---|---|---|---|---|"]
     kept = {}
     for label, overrides in runs.items():
         meta = json.loads((data_dir(overrides["dataset"].removesuffix("_scored")) / "meta.json").read_text())
-        text = load_tokenizer(data_dir(overrides["dataset"]) / "tokenizer").decode(
-            np.fromfile(data_dir(overrides["dataset"]) / "train.bin", dtype=np.uint16).tolist())
+        scored = data_dir(overrides["dataset"])
+        tokenizer = json.loads((scored / "meta.json").read_text())["tokenizer"]  # the shared one, by its path
+        text = load_tokenizer(tokenizer).decode(np.fromfile(scored / "train.bin", dtype=np.uint16).tolist())
         copies = float(np.mean([text.count(p[:300]) for p in corpus["passages"]]))
         s, c, t = meta["sources"]["shakespeare"], meta["sources"]["code"], meta["bins"]["train.bin"]
         kept[label] = {"train_tokens": t["tokens"], "train_bytes": t["bytes"], "passage_copies": copies}
+        rules = ", ".join(f"{rule} {v['docs']} docs" for rule, v in meta["cleaning"]["rules"].items() if v.get("docs"))
         lines.append(f"| {label} | {s['docs']} / {s['kept_docs']} / {s['after_dedup']} | {c['docs']} / "
-                     f"{c['kept_docs']} / {c['after_dedup']} | {t['tokens']:,} | {t['bytes'] / 1e6:.2f} | {copies:.1f} |")
+                     f"{c['kept_docs']} / {c['after_dedup']} | {rules or 'nothing'}; repeated lines removed: "
+                     f"{meta['line_dedup']['lines_removed']} | {t['tokens']:,} | {t['bytes'] / 1e6:.2f} | {copies:.1f} |")
     return lines, kept
 
 

@@ -28,6 +28,8 @@ from common import save_figure, write_atomic
 from runs import data_dir, load_config, machine, read_metrics, train
 from sweep_record import summarize, write_results
 
+CHINCHILLA_C = 6 * 70e9 * 1.4e12  # the budget of Chinchilla itself: 70B parameters, 1.4T tokens
+
 # ---------------------------------------------------------------------------------------------------------
 # 1. The grid
 
@@ -91,8 +93,11 @@ def run_grid(spec, out_root, base_configs, base_overrides, report_only, in_proce
 
     cost = lambda cell: cell[2] * cell[1]["n_layer"] * cell[1]["n_embd"] ** 2  # ~ tokens x parameters
     order = sorted(cells, key=cost, reverse=True)
-    with ThreadPoolExecutor(max_workers=1 if in_process else jobs) as pool:
-        done = dict(zip([c[0] for c in order], pool.map(one, order)))
+    if in_process or jobs <= 1:  # train.py in this process must run in the main thread (signal handlers)
+        done = {c[0]: one(c) for c in order}
+    else:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            done = dict(zip([c[0] for c in order], pool.map(one, order)))
     return [done[c[0]] for c in cells]
 
 
@@ -178,19 +183,27 @@ def run_rows(points, check):
     return lines
 
 
-WHY_DIFFERENT = [
-    "**Why a tiny fit can differ from the paper.** (1) *The embedding share*: at 10^4-10^6 parameters the "
-    "vocabulary x width matrix is a large part of the model (the table's 'embedding share'), so counting N with "
-    "or without it changes alpha (the two 'ours' columns); at 10^9 it is a few percent and the choice hardly "
-    "matters. (2) *The tokenizer*: E and the losses are nats per token of a 1,024-token BPE, not of the "
-    "paper's 32k SentencePiece; a coarser tokenizer puts more bits in each token, so E is not comparable, "
-    "only the exponents are. (3) *Repeated data*: the paper never repeats a token; the 'epochs' column shows "
-    "ours do not either (Muennighoff et al. 2023: up to ~4 epochs are nearly as good as new data, beyond "
-    "that B/D^beta stops falling as the law assumes). (4) Our budgets span 1.5 decades of compute, the "
-    "paper's about 4, and one seed per run: the bootstrap interval is the honest width of our exponents. "
-    "Besiroglu et al. (2024) refit the paper's own points and found the published Approach 3 estimates "
-    "inconsistent with its Approaches 1-2 (the optimizer stopped early; the printed constants are rounded), "
-    "their refit giving a ~ b ~ 0.5 like Approaches 1-2: the paper's row is a reference, not ground truth."]
+def why_different(points, check, vocab):
+    """Why a law fitted at 10^4-10^6 parameters need not look like the paper's, each reason with our number."""
+    share = [1 - p["N"] / p["N_total"] for p in points if not p["heldout"]]
+    epochs = max(check["epochs"].values())
+    budgets = [6 * p["N"] * p["D"] for p in points if not p["heldout"]]
+    return ["**Why a tiny fit can differ from the paper.** (1) *The embedding share*: here the vocabulary x width "
+            f"matrix is {min(share):.0%}-{max(share):.0%} of the fitted models, so counting N with or without it "
+            f"moves alpha from {check['law']['alpha']:.2f} to {check['law_total_params']['alpha']:.2f} (the two "
+            "'ours' columns); at 10^9 parameters it is a few percent and the choice hardly matters. (2) *The "
+            f"tokenizer*: E and every loss are nats per token of a {vocab:,}-token BPE, not of the paper's 32k "
+            "SentencePiece; a coarser tokenizer puts more bits in each token, so E is not comparable, only the "
+            f"exponents are. (3) *Repeated data*: the paper never repeats a token; our runs see at most {epochs:.2f} "
+            "epochs of the train split (the 'epochs' column)" + (
+                "" if epochs <= 1 else ", and Muennighoff et al. 2023 find up to ~4 epochs nearly as good as new data"
+                if epochs <= 4 else ", beyond the ~4 epochs Muennighoff et al. 2023 find nearly free: B/D^beta "
+                "overstates what the later tokens teach") + ". (4) Our fitted budgets span "
+            f"{math.log10(max(budgets) / min(budgets)):.1f} decades of compute (C = 6ND), the paper's about 4, with "
+            "one seed per run: the bootstrap interval is the honest width of our exponents. Besiroglu et al. (2024) "
+            "refit the paper's own points and found the published Approach 3 estimates inconsistent with its "
+            "Approaches 1-2 (the optimizer stopped early; the printed constants are rounded), their refit agreeing "
+            "with a ~ b ~ 0.5: the paper's row is a reference, not ground truth."]
 
 
 def plot_fit(path, points, check):
@@ -222,7 +235,8 @@ def run_scaling(spec, out_root, report_dir, base_configs, base_overrides=None, r
         p["row"] = summarize(p["run"])
         p["loss"] = p["row"]["val_loss"]
     dataset = load_config(*base_configs, overrides={**spec["fixed"], **(base_overrides or {})})["dataset"]
-    train_tokens = json.loads((data_dir(dataset) / "meta.json").read_text())["bins"]["train.bin"]["tokens"]
+    meta = json.loads((data_dir(dataset) / "meta.json").read_text())
+    train_tokens, vocab = meta["bins"]["train.bin"]["tokens"], meta["vocab_size"]
     check = fit_and_check(points, train_tokens, spec.get("bootstrap_samples", 30))
     plot_fit(report_dir / "headline.png", points, check)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -234,7 +248,9 @@ def run_scaling(spec, out_root, report_dir, base_configs, base_overrides=None, r
     text = (f"Fitted L(N, D) = {law['E']:.3f} + {law['A']:.4g}/N^{law['alpha']:.3f} + {law['B']:.4g}/D^{law['beta']:.3f} "
             f"(RMS error {100 * check['fit_rms_log_error']:.1f}% on the fitted runs). Compute-optimal tokens per "
             f"parameter: {optimal} "
-            f"(the paper's law at our largest budget: {check['paper_optimal']['tokens_per_param']:.1f}). "
+            f"(the paper's law: {check['paper_optimal']['tokens_per_param']:.1f} at our largest budget, "
+            f"{scaling.compute_optimal(scaling.PAPER, CHINCHILLA_C)['tokens_per_param']:.1f} at Chinchilla's "
+            f"{CHINCHILLA_C:.2g}). "
             f"Held-out run {check['heldout']['label']}: {verdict(check)}")
     lines = [f"# {spec['title']}", "", "![fit](headline.png)", "", f"## Experiment record: {spec['title']}", "",
              f"**Question.** {spec['question']}", "", f"**Setup.** {setup}", "", "**Results.**", "",
@@ -242,7 +258,7 @@ def run_scaling(spec, out_root, report_dir, base_configs, base_overrides=None, r
              "*steps to converge: the first of the run's evaluations (every quarter of the run) within 5% of its "
              "best val loss. MFU: '—' on a CPU (no known peak). Epochs: D / the dataset's train tokens.", "",
              "**The fitted law beside the paper's.**", "", *law_table(check), "", f"**Conclusion.** {text}", "",
-             *WHY_DIFFERENT, ""]
+             *why_different(points, check, vocab), ""]
     write_atomic(report_dir / "report.md", "\n".join(lines))
     write_results(report_dir / "results.json", "scaling", setup, {p["label"]: {**p["row"], "N": p["N"],
                   "N_total": p["N_total"], "D": p["D"], "heldout": p["heldout"]} for p in points}, None, text,

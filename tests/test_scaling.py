@@ -61,3 +61,17 @@ def test_bootstrap_intervals_contain_the_truth():
     for key in ("alpha", "beta"):
         low, high = intervals[key]
         assert low - 0.03 <= LAW[key] <= high + 0.03
+
+
+def test_the_papers_rounded_constants_do_not_give_20_tokens_per_parameter():
+    # scaling.py's docstring: the printed Approach 3 law gives ~93 at Chinchilla's budget (Besiroglu et al. 2024)
+    chinchilla = scaling.compute_optimal(scaling.PAPER, 6 * 70e9 * 1.4e12)
+    assert chinchilla["tokens_per_param"] == pytest.approx(93, abs=1)
+
+
+def test_bootstrap_predicts_an_unseen_run_with_an_interval():
+    N, D, loss = synthetic_runs()
+    intervals = scaling.bootstrap(N, D, loss, samples=6, keep=1, steps=100, at=[(3e7, 1e8)])
+    low, high = intervals["loss_at_0"]
+    truth = float(scaling.predict(LAW, 3e7, 1e8))
+    assert low - 0.02 * truth <= truth <= high + 0.02 * truth

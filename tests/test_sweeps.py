@@ -105,7 +105,7 @@ vocab_size = 300
 corpus = {{"shakespeare_mb": 0.1, "heldout_mb": 0.05, "code_mb": 0.05, "heldout_code_files": 3,
           "passages": 3, "passage_chars": 200, "copies": 6}}
 fixed = {{"max_iters": 4, "lr_decay_iters": 4, "warmup_iters": 1, "eval_interval": 2, "checkpoint_interval": 4}}
-seeds = (1, 2)
+seeds = (1,)
 prepare_args = ["--cache-dir", {str(corpus_dir / "cache")!r}, "--workers", "1", "--tokenizer-mb", "0.3"]
 """)
     report, winner, rows = sweeps.run_sweep("clean", out_root=tmp_path / "out", report_dir=tmp_path / "rep",
@@ -118,9 +118,9 @@ prepare_args = ["--cache-dir", {str(corpus_dir / "cache")!r}, "--workers", "1", 
     results = json.loads((report.parent / "results.json").read_text())
     data = results["data"]
     assert data["raw"]["passage_copies"] >= 6 > data["cleaned + dedup"]["passage_copies"]  # dedup removed the copies
-    assert all(math.isfinite(r["per_source_bpb"]) and len(r["per_seed"]) == 2 for r in rows.values())
+    assert all(math.isfinite(r["per_source_bpb"]) for r in rows.values())
     text = report.read_text()
-    assert "**Regurgitation**" in text and "| raw |" in text and "seed by seed" in text.lower()
+    assert "**Regurgitation**" in text and "| raw |" in text and "val bpb shakespeare" in text
 
 
 def test_vocab_sweep_gives_every_arm_the_same_flops(corpus_dir, tmp_path):
