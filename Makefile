@@ -26,9 +26,10 @@ test: venv
 clean:
 	rm -rf out report
 
-# The incident lab (README: The incident lab): baseline + 8 broken runs -> report/incidents/report.md (~8 min on 2 cores)
+# The incident lab (docs/week2-accidents.md): baseline x 3 seeds + 11 accidents + their fixed runs + the
+# LR-sensitivity sweep -> report/incidents/report.md; two runs at a time (INCIDENTS_ARGS="--no-sweep" to skip the sweep)
 incidents: venv
-	$(PY) incidents.py
+	$(PY) incidents.py $(INCIDENTS_ARGS)
 
 # Controlled experiments (README: Controlled experiments, sweeps.py): 1-5 min each -> report/sweeps/NAME/report.md
 # sweep-clean, sweep-vocab: data experiments (sweeps_data.py); sweep-scaling: the Chinchilla study (~30 min);

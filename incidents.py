@@ -1,196 +1,61 @@
 """
-incidents.py: the incident lab. Break a tiny training run on purpose, one change at a time, and measure
-what happened, the week-2 exercise of the plan.
+incidents.py: the incident lab. Break a tiny training run on purpose, one change at a time, measure what
+happened, and measure the fix curing it: the week-2 exercise of the plan.
 
-    python incidents.py                      # baseline + every incident -> report/incidents/report.md
-    python incidents.py --only lr_x10 sgd    # some incidents (the baseline always runs too)
-    python incidents.py --report-only        # redo the report from the runs already in out/incidents/
+    python incidents.py                                  # everything -> report/incidents/report.md (make incidents)
+    python incidents.py --only lr_x10 sgd --no-sweep     # some incidents (the baseline always runs too)
+    python incidents.py --base config/124m.py --set device='cuda' dtype='bfloat16'   # the same lab, another scale
+    python incidents.py --report-only                    # redo the report from the runs already in out/incidents/
 
 The lesson, top to bottom:
-  1. each incident is a config file in config/incidents/ that changes one thing in baseline.py (a few
-     also raise the LR to show at this size; they are compared with the same run, fixed)
-  2. train.py runs it and writes out/incidents/NAME/metrics.jsonl (train, eval, event and end lines)
-  3. a detector per phenomenon turns those lines into one measured sentence ("loss NaN at step 37");
-     nothing in the "what happened" column is written in advance
-  4. a plot per incident draws its loss and gradient norm over the baseline's (and the fixed run's)
-  5. report.md: operation | what happened | cause | fix, then the monitor's events per incident
+  1. each incident is a config file in config/incidents/ executed over the base config (so lr_x10.py says
+     `learning_rate *= 10`: ten times whatever the base's is); a few also raise the LR to show at this size
+  2. each has fixed runs: the same run with the fix (qk_norm + z_loss, warmup, clipping, bf16 or a
+     GradScaler, dedup, rollback...); a fixed run equal to the baseline is the baseline's run
+  3. train.py runs them, two at a time, and writes out/incidents/NAME/metrics.jsonl; the baseline also
+     runs over 3 seeds, whose spread is the seed noise every verdict is judged against
+  4. a detector per phenomenon (incident_detectors.py) turns those lines into one measured sentence,
+     for the incident and for each fixed run; nothing in the report is written in advance
+  5. the LR-sensitivity sweep (lr_sensitivity.py, Wortsman et al. 2023): final loss vs LR for the
+     baseline, no warmup, qk_norm and z_loss
+  6. report.md: operation | what happened | judged against | fixed run | cause | fix, the LR-sensitivity
+     table and figure, a loss/grad-norm plot per incident and a per-block plot (monitor's layers records)
 
 What it adds over its neighbours: runs.py starts train.py and reads what a run logged; this file holds
-the incidents themselves (their prose, a detector each) and their report; incident_probes.py builds the
-duplicated dataset and probes the trained models. sweeps.py runs controlled comparisons (LR, batch,
-warmup, schedule, data mix, checkpoint interval) through the same runs.py.
+the incidents themselves (their prose, fixes, detector) and their report; incident_probes.py builds the
+duplicated datasets and probes the trained models (regurgitation, fp16's range, the memory peak).
+sweeps.py runs controlled comparisons (LR, batch, warmup, schedule, data mix) through the same runs.py.
 """
 import argparse
 import datetime
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from common import save_figure, write_atomic
-from incident_probes import build_dup_dataset, fp16_probe, probe_planted
-from runs import (ROOT, change_text, changed_keys, data_dir, final_train, final_val, first_nonfinite, load_config,
-                  machine, read_metrics, run_command, series, smooth, steps_to_reach, train)
+from incident_detectors import (detect_divergence, detect_early_instability, detect_grad_explosion,
+                                detect_memorised, detect_memory, detect_noisy, detect_precision, detect_recovered,
+                                detect_slow, detect_spike, detect_stall, detect_stuck)
+from incident_probes import build_dup_datasets, fp16_probe, memory_probe, probe_planted
+from lr_sensitivity import DIVERGED_NATS, plot_sensitivity, sensitivity_markdown, sensitivity_table, sweep_runs
+from runs import (ROOT, change_text, changed_keys, data_dir, final_val, first_nonfinite, load_config, machine,
+                  read_metrics, run_command, series, train)
+from sweeps import parse_set  # --set key=value, the same as sweeps.py's
 
 # ---------------------------------------------------------------------------------------------------------
-# 1. Detectors: one per phenomenon. Each takes the incident's run and the baseline's run and returns
-#    (reproduced, measured sentence). The sentence is the "what happened" column of the report.
-
-
-def biggest_jump(run):
-    """(nats, step, best before): the largest rise of the train loss above its lowest value so far."""
-    steps, loss = series(run["train"], "loss")
-    if len(loss) < 2:
-        return 0.0, None, float("nan")
-    best = np.fmin.accumulate(loss)[:-1]
-    rise = loss[1:] - best
-    i = int(np.nanargmax(rise))
-    return float(rise[i]), int(steps[i + 1]), float(best[i])
-
-
-def detect_divergence(run, base):
-    """LR too high: NaN/inf, a loss that jumps far above its best so far, or one that ends far above."""
-    step, what = first_nonfinite(run)
-    status = run["end"].get("status", "killed (no end line)")
-    if step is not None:
-        return True, f"{what} at step {step}; run ended '{status}'"
-    (jump, at, best), (jump0, _, _) = biggest_jump(run), biggest_jump(base)
-    _, g = series(run["train"], "grad_norm")
-    _, g0 = series(base["train"], "grad_norm")
-    gap = final_train(run) - final_train(base)
-    text = (f"no NaN; loss jumped {jump:.2f} nats above its best so far ({best:.2f}) at step {at} (baseline's "
-            f"largest jump {jump0:.2f}); grad norm peaked at {np.nanmax(g):.3g} (x{np.nanmax(g) / np.nanmedian(g0):.0f} "
-            f"the baseline's median); train loss {gap:+.2f} nats vs baseline at the end")
-    return bool((jump >= 1.0 and jump >= 1.5 * jump0) or gap >= 0.5), text
-
-
-def detect_early_instability(run, base, early=None):
-    """No warmup: large gradient norms and a loss that goes up and down in the first steps, compared with
-    the same run warmed up (base)."""
-    early = early or max(10, len(base["train"]) // 10)
-    _, g, _, g0 = *series(run["train"][:early], "grad_norm"), *series(base["train"][:early], "grad_norm")
-    _, l, _, l0 = *series(run["train"][:early], "loss"), *series(base["train"][:early], "loss")
-    gn_ratio = np.nanmax(g) / np.nanmax(g0)
-    rise, rise0 = np.nansum(np.clip(np.diff(l), 0, None)), np.nansum(np.clip(np.diff(l0), 0, None))
-    ups, ups0 = int(np.sum(np.diff(l) > 0)), int(np.sum(np.diff(l0) > 0))
-    text = (f"grad norm x{gn_ratio:.1f} in the first {early} steps (max {np.nanmax(g):.2f} vs "
-            f"{np.nanmax(g0):.2f} with warmup); loss rose on {ups} of {early - 1} steps ({ups0} with warmup), "
-            f"total rise {rise:.2f} vs {rise0:.2f} nats; val loss {final_val(run) - final_val(base):+.2f} vs "
-            f"the warmed-up run at the end")
-    return bool(gn_ratio >= 2 or rise >= 2 * max(rise0, 0.05)), text
-
-
-def loss_noise(run, skip=0.2):
-    """Std of the train loss around its own trend (moving average), after the first 20% of steps."""
-    _, loss = series(run["train"], "loss")
-    loss = loss[int(len(loss) * skip):]
-    return float(np.nanstd(loss - smooth(loss, 15)))
-
-
-def detect_noisy(run, base):
-    """Batch too small: a noisy loss, and less progress per step."""
-    ratio = loss_noise(run) / loss_noise(base)
-    gap = final_val(run) - final_val(base)
-    text = (f"loss std around its trend x{ratio:.1f} vs baseline ({loss_noise(run):.3f} vs "
-            f"{loss_noise(base):.3f}); val loss {gap:+.2f} at the end after the same number of steps")
-    return bool(ratio >= 2 and gap > 0), text
-
-
-def detect_grad_explosion(run, ref):
-    """No clipping: gradient norms far above the clipped run's typical one go straight into the update.
-    ref is the same run with clipping; its logged norms are pre-clip too, so the difference clipping made
-    shows in what the loss did afterwards."""
-    _, g = series(run["train"], "grad_norm")
-    _, g0 = series(ref["train"], "grad_norm")
-    step, what = first_nonfinite(run)
-    typical = np.nanmedian(g0)
-    finite = np.where(np.isfinite(g), g, np.nan)
-    peak, peak_at = np.nanmax(finite), int(run["train"][int(np.nanargmax(finite))]["step"])
-    above = int(np.sum(g > 10 * typical))
-    text = (f"grad norm peaked at {peak:.3g} at step {peak_at} (x{peak / typical:.0f} the clipped run's median "
-            f"{typical:.2g}); {above} step(s) above x10 reached the weights unclipped; train loss "
-            f"{final_train(run) - final_train(ref):+.2f} nats vs the clipped run at the end")
-    if step is not None:
-        text += f"; {what} at step {step}"
-    return bool(step is not None or (peak >= 10 * typical and above >= 1)), text
-
-
-def detect_slow(run, base):
-    """Wrong optimizer: reaching the same loss takes many more steps."""
-    steps0, _ = series(base["train"], "loss")
-    quarter = base["train"][len(base["train"]) // 4]["step"]
-    level = float(smooth(series(base["train"], "loss")[1])[len(base["train"]) // 4])
-    reached, gap = steps_to_reach(run, level), final_val(run) - final_val(base)
-    if reached is None:
-        first = f"never reached the baseline's step-{quarter} loss ({level:.2f}) in {int(steps0[-1])} steps"
-    else:
-        first = f"reached the baseline's step-{quarter} loss ({level:.2f}) at step {reached} " \
-                f"(x{reached / max(quarter, 1):.1f} slower)"
-    return bool((reached is None or reached >= 2 * quarter) and gap > 0), f"{first}; val loss {gap:+.2f} at the end"
-
-
-def detect_precision(run, base):
-    """fp16 without a scaler: overflow to inf/NaN, or gradients that underflow to 0. The underflow is
-    measured by fp16_probe() (run["probe"]) on the run's final weights; the loss is compared with the
-    fp32 baseline at the same step."""
-    step, what = first_nonfinite(run)
-    if step is not None:
-        return True, f"{what} at step {step} (overflow); run ended '{run['end'].get('status', 'killed')}'"
-    probe = run.get("probe") or {}
-    at = run["train"][-1]["step"]
-    loss, loss0 = final_train(run, 10), np.nanmean([r["loss"] for r in base["train"] if at - 10 < r["step"] <= at])
-    if not probe:
-        return False, f"no inf/NaN; loss {loss:.3f} vs fp32's {loss0:.3f} at step {at}; no gradient probe"
-    fp16, scaled, bf16 = probe["fp16"], probe["fp16 x 65536"], probe["bf16"]
-    text = (f"no inf/NaN; at step {probe['step']} {fp16['zeroed_pct']:.2f}% of the gradient entries underflowed "
-            f"to exactly 0 (with the loss x 65,536: {scaled['zeroed_pct']:.2f}%; bf16: {bf16['zeroed_pct']:.2f}%), "
-            f"gradient error vs fp32 {fp16['rel_err_pct']:.1f}% ({scaled['rel_err_pct']:.2f}% scaled, "
-            f"{bf16['rel_err_pct']:.2f}% bf16); largest activation {probe['max_activation']:.3g} (fp16 max 65,504); "
-            f"train loss {loss:.3f} vs fp32's {loss0:.3f} at step {at}")
-    if probe.get("overflow_scale"):
-        text += (f"; the other end: with the loss x 2^{probe['overflow_scale'].bit_length() - 1} the gradient "
-                 f"overflows to inf ({probe['overflow_pct']:.2g}% of entries; one inf makes a GradScaler skip "
-                 f"the step and halve its scale)")
-    return bool(fp16["zeroed_pct"] >= 1.0 and scaled["zeroed_pct"] < 0.1 * fp16["zeroed_pct"]), text
-
-
-def detect_memorised(run, base):
-    """Duplicated data: train loss below the baseline's, val loss above it and risen from its own minimum
-    (overfitting), and the planted passage comes back word for word (run["regurgitation"] is filled in by
-    regurgitation() below)."""
-    steps, v = series(run["eval"], "val_loss")
-    rise = final_val(run) - np.nanmin(v)
-    dtrain, dval = final_train(run) - final_train(base), final_val(run) - final_val(base)
-    got, n, got0 = run.get("regurgitation", (0, 0, 0))
-    text = (f"train loss {dtrain:+.2f} vs baseline, val loss {dval:+.2f}; val rose {rise:.2f} from its minimum "
-            f"at step {int(steps[np.nanargmin(v)])}; greedy generation from the planted passage's first "
-            f"tokens repeats {got}/{n} of the next tokens verbatim (baseline {got0}/{n})")
-    return bool(dtrain < 0 and dval > 0 and rise > 0 and got >= 0.8 * n > 0), text
-
-
-def detect_recovered(run, base):
-    """A poisoned batch: the monitor flags the spike, rolls back, and the run ends where the baseline did."""
-    rollbacks = [e for e in run["event"] if "rollback" in str(e.get("action", ""))]
-    status = run["end"].get("status", "killed (no end line)")
-    gap = final_val(run) - final_val(base)
-    if not rollbacks:
-        return False, f"no rollback event; run ended '{status}', val loss {gap:+.2f} vs baseline"
-    e = rollbacks[0]
-    text = (f"'{e.get('event')}' at step {e['step']} -> {e.get('action')}; run ended '{status}' at step "
-            f"{run['end'].get('step')}; val loss {gap:+.3f} vs baseline")
-    return bool(status == "finished" and abs(gap) < 0.1), text
-
-
-# ---------------------------------------------------------------------------------------------------------
-# 2. The incidents. Each is config/incidents/NAME.py (what we changed); the prose says why it hurts and how
-#    to fix it. `reference` (optional) is a second run with the fix applied, for incidents that need a
-#    harsher setting than the baseline to show themselves: the fair comparison is then "same run, fixed".
-#    It names the keys that go back to the baseline's values.
+# 1. The incidents. Each is config/incidents/NAME.py (what we changed); the prose says why it hurts and how
+#    to fix it. `fixed` gives the runs with the fix applied: {label: function(base config) -> the keys it
+#    sets over the incident's config}. A fixed run whose config is the baseline's is the baseline's run.
+#    compare="fixed": the incident needs a harsher setting than the baseline to show (no_warmup, no_clip),
+#    so the detector compares it with its first fixed run (same run, fixed), and that comparison is the cure.
 
 INCIDENTS = {
     "lr_x10": dict(
         detect=detect_divergence, operation="learning rate x10",
+        fixed={"qk_norm + z_loss 1e-4, same LR": lambda base: {"qk_norm": True, "z_loss": 1e-4}},
         cause="Each AdamW step moves every weight by roughly the learning rate. Ten times that overshoots: "
               "the logits and the residual stream grow, the softmax saturates, and the loss climbs or "
               "turns NaN.",
@@ -198,7 +63,7 @@ INCIDENTS = {
             "monitor with rollback plus a lower LR rescues a run that diverges late."),
     "no_warmup": dict(
         detect=detect_early_instability, operation="warmup off (full LR from step 0; LR x3, see config)",
-        reference=("warmup_iters",),
+        fixed={"warmup back": lambda base: {"warmup_iters": base["warmup_iters"]}}, compare="fixed",
         cause="At step 0 AdamW's second-moment estimate is built from a handful of gradients, so the first "
               "updates are full-size steps in poorly-estimated directions while the weights are random: "
               "the loss jumps around before it settles.",
@@ -206,13 +71,14 @@ INCIDENTS = {
             "optimizer statistics settle before the LR is at full size."),
     "batch_1": dict(
         detect=detect_noisy, operation="batch size 1 (one sequence per step)",
+        fixed={"the baseline's batch": lambda base: {k: base[k] for k in ("batch_size", "eval_iters")}},
         cause="The gradient is an average over the batch; with one sequence its noise is ~sqrt(B) times "
               "larger and each step sees B times fewer tokens, so the loss is noisy and falls slower per step.",
         fix="Raise the batch, or keep the micro-batch and use gradient_accumulation_steps to reach a few "
             "hundred thousand tokens per step (at 1B scale); lower the LR if the batch must stay small."),
     "no_clip": dict(
         detect=detect_grad_explosion, operation="gradient clipping off (at lr_x10's LR, see config)",
-        reference=("grad_clip",),
+        fixed={"clipped at 1.0": lambda base: {"grad_clip": base["grad_clip"]}}, compare="fixed",
         cause="Without a cap, one unlucky batch with a huge gradient produces a huge update; the next "
               "gradients are larger still, and the loss spikes or collapses. AdamW divides each update by "
               "a running RMS of the gradient, which absorbs a few isolated spikes (compare the final loss); "
@@ -221,6 +87,7 @@ INCIDENTS = {
             "a rising clip rate means the LR is too high."),
     "sgd": dict(
         detect=detect_slow, operation="SGD with momentum instead of AdamW (same LR schedule)",
+        fixed={"AdamW (the baseline)": lambda base: {"optimizer": "adamw"}},
         cause="Transformers have parameters whose gradients differ by orders of magnitude (embeddings vs "
               "deep layers). One global step size is too large for some and too small for most; AdamW "
               "rescales per parameter.",
@@ -228,6 +95,8 @@ INCIDENTS = {
             "larger, separately tuned LR and still converges slower."),
     "fp16_no_scaler": dict(
         detect=detect_precision, operation="fp16 autocast without a loss scaler",
+        fixed={"bf16": lambda base: {"dtype": "bfloat16", "fp16_no_scaler": False},
+               "fp16 + GradScaler": lambda base: {"fp16_no_scaler": False}},
         cause="fp16 keeps 5 exponent bits: numbers above 65,504 become inf, and below ~6e-8 become 0. "
               "The gradient of a mean loss over N tokens carries a 1/N: for the thousands of tokens the "
               "model rates unlikely it is far below 6e-8 and falls into that hole. Activations stay far "
@@ -237,26 +106,50 @@ INCIDENTS = {
             "dynamic loss scaler (GradScaler), which multiplies the loss up before backward, unscales "
             "before the step and skips steps that overflowed."),
     "dup_data": dict(
-        detect=detect_memorised, operation="heavily duplicated training set + a planted passage",
+        detect=detect_memorised, operation="a corpus with real repeats, prepared with --no-dedup",
+        fixed={"prepare.py's dedup": lambda base: {"dataset": base["dataset"] + "_dedup"}},
         cause="The model sees the same few thousand tokens dozens of times: it memorises them instead of "
               "learning what generalises. Train loss keeps falling while val loss turns up, and the "
               "repeated passage is stored verbatim.",
         fix="Exact and near-duplicate removal (prepare.py's dedup) before the split; cap repeats of any "
             "source at ~4 epochs; watch the train/val gap and a verbatim-regurgitation probe."),
     "bad_batch": dict(
-        detect=detect_recovered, operation="a poisoned batch injected mid-run (monitor: rollback)",
+        detect=detect_spike, operation="a poisoned batch injected mid-run (monitor: warn only)",
+        fixed={"monitor: rollback": lambda base: {"spike_policy": "rollback",
+                                                  "checkpoint_interval": base["max_iters"] // 12}},
+        cure=detect_recovered,
         cause="One batch of garbage (here injected on purpose; in real life a corrupt shard or a "
               "pathological document) gives a loss spike and a huge gradient that can wreck the weights.",
         fix="The PaLM recipe: detect the spike (loss above the running mean + k sigma), restore the last "
             "good checkpoint, skip the offending batches, continue. Dump the batch to find its source."),
+    "lr_small": dict(
+        detect=detect_stuck, operation="learning rate / 100 (the loss does not fall)",
+        fixed={"the baseline's LR": lambda base: {k: base[k] for k in ("learning_rate", "min_lr")}},
+        cause="Each step moves the weights by ~the LR: a hundred times too little and the run spends its "
+              "budget where it started. Nothing breaks and nothing is flagged; only the curve says so.",
+        fix="An LR range test (lr_schedule='range_test') or a 3-point sweep before the real run; a loss "
+            "that has not left ln(vocab) after the warmup is the alarm."),
+    "memory_surprise": dict(
+        detect=None, operation="planned with activation checkpointing, run without it; or the batch doubled",
+        cause="Activations grow with micro-batch x tokens x layers; checkpointing keeps only each block's "
+              "input. Turning it off, or doubling the batch, multiplies the largest term of the peak.",
+        fix="Re-plan every change of batch, context or checkpointing (python plan.py CONFIG); the planner "
+            "matches the measured peak when it is asked about the run that is actually made."),
+    "loader_stall": dict(
+        detect=detect_stall, operation="a slow data reader (each batch waits as long as a step computes)",
+        fixed={"a reader that keeps up": lambda base: {"inject_slow_reader": 0.0}},
+        cause="The GPU (here the CPU) waits for the next batch: a network disk, tokenising in the loop, too "
+              "few loader workers. Nothing in the loss shows it; tokens/s and the log's data wait do.",
+        fix="Pre-tokenised memory-mapped bins (as dataloader.py reads), prefetching in background workers, "
+            "local copies of remote shards; watch data_ms vs compute_ms in every log line."),
 }
 
-# dup_data's training set (incident_probes.build_dup_dataset); the tests shrink it with their model
-DUP_DATA = {"unique_tokens": 2000, "copies": 40, "planted_every": 2}
+# dup_data's corpus (incident_probes.build_dup_datasets); the tests shrink it with their model
+DUP_DATA = {"unique_tokens": 300_000, "repeated_docs": 10, "copies": 30, "planted_copies": 100}
 
 
 # ---------------------------------------------------------------------------------------------------------
-# 3. Plots and the report
+# 2. Plots and the report
 
 
 def draw_loss_and_grad_norm(ax_loss, ax_gn, runs):
@@ -280,14 +173,41 @@ def draw_loss_and_grad_norm(ax_loss, ax_gn, runs):
     ax_loss.legend(fontsize=7)
 
 
-def plot_incident(path, name, run, base, ref=None):
+def plot_incident(path, name, run, base, fixed=()):
+    """Loss and grad norm of the incident over the baseline and its fixed runs [(label, run)]."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-    runs = [("baseline", "0.55", base)] + ([("reference (fixed)", "C0", ref)] if ref else []) + [(name, "C3", run)]
+    runs = [("baseline", "0.55", base)] + [(f"fixed: {label}", f"C{i}", r) for i, (label, r) in enumerate(fixed)
+                                           if r is not base] + [(name, "C3", run)]
     draw_loss_and_grad_norm(a, b, runs)
     fig.suptitle(name, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_layers(path, name, runs):
+    """Where it breaks, per block: attention's largest logit and the block's gradient norm over the steps,
+    from the layers records of [(label, run)], one line per block (darker = deeper)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for (label, run), cmap in zip(runs, ["Greys", "Blues", "Reds", "Greens"]):
+        steps = [r["step"] for r in run.get("layers", [])]
+        if not steps:
+            continue
+        n = len(run["layers"][0]["grad_norm"])
+        for key, ax in zip(("attn_logit_max", "grad_norm", "act_max"), axes):
+            for i in range(n):
+                ax.plot(steps, [r[key][i] for r in run["layers"]], lw=0.8, color=plt.get_cmap(cmap)(0.4 + 0.6 * i / n),
+                        label=f"{label} block {i}" if key == "attn_logit_max" else None)
+    for key, ax in zip(("attention logit max (q.k/sqrt(D))", "block grad norm (pre-clip)",
+                        "residual stream max |x|"), axes):
+        ax.set(xlabel="step", ylabel=key, yscale="log")
+    axes[0].legend(fontsize=6)
+    fig.suptitle(f"{name}: per block", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -297,18 +217,20 @@ def plot_overview(path, results):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    shown = {name: res for name, res in results.items() if res.get("run")}
     cols = 4
-    rows = math.ceil(len(results) / cols)
+    rows = math.ceil(len(shown) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.4 * rows), squeeze=False)
-    for ax, (name, res) in zip(axes.flat, results.items()):
-        other = ("same run, fixed", res["ref"]) if res.get("ref") else ("baseline", res["base"])
-        for label, color, run in [(*other[:1], "0.55", other[1]), (name, "C3", res["run"])]:
-            ax.plot(*series(run["train"], "loss"), color=color, lw=0.6, label=label)
+    for ax, (name, res) in zip(axes.flat, shown.items()):
+        label, other = res["fixed"][0] if res["fixed"] else ("baseline", res["base"])
+        for lab, color, run in [(f"fixed: {label}", "C0", other), (name, "C3", res["run"])]:
+            ax.plot(*series(run["train"], "loss"), color=color, lw=0.6, label=lab)
         flagged = [e for e in res["run"]["event"] if e.get("loss") is not None]  # e.g. the rolled-back spike
         ax.plot([e["step"] for e in flagged], [e["loss"] for e in flagged], "kx", ms=5)
-        ax.set_title(f"{name} vs {other[0]}" + ("" if res["reproduced"] else " (NOT reproduced)"), fontsize=8)
+        ax.set_title(f"{name}" + ("" if res["reproduced"] else " (NOT reproduced)"), fontsize=8)
+        ax.legend(fontsize=5)
         ax.tick_params(labelsize=6)
-    for ax in axes.flat[len(results):]:
+    for ax in axes.flat[len(shown):]:
         ax.axis("off")
     fig.supxlabel("step", fontsize=8)
     fig.supylabel("train loss", fontsize=8)
@@ -324,93 +246,181 @@ def event_lines(run):
     if not run["event"]:
         return ["- monitor: no events"]
     return [f"- step {e['step']}: **{e.get('event')}** -> {e.get('action', '')}  {md_cell(e.get('detail', ''))}"
+            + (f" (first non-finite: {e['first_nonfinite_layer']})" if e.get("first_nonfinite_layer") else "")
             for e in run["event"]]
 
 
-def write_incident_report(report_dir, results, base, base_config):
-    """report.md: the table (operation | what happened | cause | fix), then per incident its plot, what
-    the monitor flagged, and the config difference; last, the baseline's keys that differ from train.py's
-    defaults."""
+def write_incident_report(report_dir, results, base, base_config, seeds, sensitivity=None):
+    """report.md: the table (operation | what happened | judged against | fixed run | cause | fix), the
+    LR-sensitivity table and figure, then per incident its plots, the monitor's events and the config
+    difference; last, the baseline's keys that differ from train.py's defaults."""
     report_dir = Path(report_dir)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    band = seed_band(seeds)
     lines = ["# Incident lab report", "",
-             f"{now}, {machine()}. Baseline: `config/incidents/baseline.py` "
-             f"(final val loss {final_val(base):.3f}, {base['end'].get('time_s', float('nan')):.0f} s). "
-             "Every 'what happened' cell is computed from the run's metrics.jsonl by the detector named "
-             "in its row (incidents.py).", "",
-             "| incident | operation | what happened (measured) | reproduced | cause | fix |",
-             "|---|---|---|---|---|---|"]
+             f"{now}, {machine()}. Baseline: {base_config.get('_base', 'config/incidents/baseline.py')} "
+             f"(final val loss {final_val(base):.3f}, {base['end'].get('time_s', float('nan')):.0f} s). Seed noise: "
+             f"the baseline's final val loss over seeds {', '.join(str(s) for s in seeds)} spans {band:.3f} nats "
+             f"({', '.join(f'{final_val(r):.3f}' for r in seeds.values())}). Every 'what happened' and 'fixed "
+             "run' cell is computed from the runs' metrics.jsonl by the detector named in its row (incidents.py).",
+             "", "| incident | operation | what happened (measured) | reproduced | judged against | fixed run "
+             "(measured) | cause | fix |", "|---|---|---|---|---|---|---|---|"]
     for name, res in results.items():
         inc = INCIDENTS[name]
+        detector = inc["detect"].__name__ if inc["detect"] else "detect_memory"
         lines.append(f"| [{name}](#{name}) | {md_cell(inc['operation'])} (`{res['diff']}`) | "
-                     f"{md_cell(res['measured'])} | {'yes' if res['reproduced'] else '**no**'} "
-                     f"({inc['detect'].__name__}) | {md_cell(inc['cause'])} | {md_cell(inc['fix'])} |")
+                     f"{md_cell(res['measured'])} | {'yes' if res['reproduced'] else '**no**'} ({detector}) | "
+                     f"{md_cell(res['against'])} | {md_cell(res['cure_text'])} | {md_cell(inc['cause'])} | "
+                     f"{md_cell(inc['fix'])} |")
+    if sensitivity:
+        lines += ["", "## LR sensitivity (Wortsman et al. 2023)", "", "![lr sensitivity](lr_sensitivity.png)", "",
+                  *sensitivity_markdown(sensitivity), "", "LR sensitivity = mean over the LRs of (min(final val "
+                  "loss, step-0 val loss) - the best final val loss); first diverging LR = the smallest whose run "
+                  f"went non-finite or ended >= {DIVERGED_NATS:g} nat above the best LR's (lr_sensitivity.py)."]
     for name, res in results.items():
-        lines += ["", f"## {name}", "", f"![{name}]({name}.png)", "", f"Changed: `{res['diff']}`. "
-                  f"Run ended '{res['run']['end'].get('status', 'killed')}' at step "
-                  f"{res['run']['end'].get('step', '?')}.", "", f"Measured: {res['measured']}", ""]
-        if res.get("ref"):
-            lines += [f"Reference run (the same run fixed: `{res['ref_diff']}`, the baseline's value): ended "
-                      f"'{res['ref']['end'].get('status', 'killed')}', final val loss {final_val(res['ref']):.3f}.", ""]
-        lines += ["What the stability monitor flagged:"] + event_lines(res["run"])
-    baseline = changed_keys(base_config, load_config())
+        lines += ["", f"## {name}", ""]
+        if res.get("run"):
+            lines += [f"![{name}]({name}.png)", ""]
+            if any(r.get("layers") for _, r in [("", res["run"])] + res["fixed"]):
+                lines += [f"![{name} per block]({name}_layers.png)", ""]
+            lines += [f"Changed: `{res['diff']}`. Run ended '{res['run']['end'].get('status', 'killed')}' at step "
+                      f"{res['run']['end'].get('step', '?')}.", ""]
+        lines += [f"Measured: {res['measured']}", "", f"Fixed run: {res['cure_text']}", ""]
+        if res.get("run"):
+            lines += ["What the stability monitor flagged:"] + event_lines(res["run"])
+    baseline = changed_keys({k: v for k, v in base_config.items() if k != "_base"}, load_config())
     lines += ["", "## Baseline (train.py's defaults but these)", "", "```"] + \
         [f"{k} = {v!r}" for k, v in baseline.items()] + ["```"]
     write_atomic(report_dir / "report.md", "\n".join(lines) + "\n")
     return report_dir / "report.md"
 
 
-def analyse_incident(name, run, base, ref=None):
-    """Apply the incident's detector against its reference (the fixed run) or the baseline."""
-    reproduced, measured = INCIDENTS[name]["detect"](run, ref or base)
-    return {"run": run, "base": base, "ref": ref, "reproduced": reproduced, "measured": measured}
+def seed_band(seeds):
+    """The spread (max - min) of the baseline's final val loss over its seeds: the seed noise."""
+    vals = [final_val(r) for r in seeds.values()]
+    return float(max(vals) - min(vals)) if len(vals) > 1 else 0.0
+
+
+def analyse_incident(name, run, base, fixed, band):
+    """The incident's detector against its first fixed run (compare="fixed") or the baseline, and the cure:
+    the same detector no longer firing on each fixed run (or the incident's own cure detector)."""
+    inc = INCIDENTS[name]
+    ref = fixed[0][1] if inc.get("compare") == "fixed" else base
+    reproduced, measured = inc["detect"](run, ref, band)
+    against = f"{'the same run fixed' if ref is not base else 'the baseline'}; seed noise {band:.3f} nats"
+    cures = []
+    for label, f in fixed:
+        if inc.get("compare") == "fixed" and f is ref:
+            ok, text = reproduced, f"ended '{f['end'].get('status')}', final val loss {final_val(f):.3f} " \
+                                   f"(the incident's {final_val(run):.3f}); the difference is the row's measurement"
+        elif inc.get("cure"):
+            ok, text = inc["cure"](f, base, band)
+        else:
+            fired, text = inc["detect"](f, base, band)
+            ok = not fired
+        same = " (the baseline's run)" if f is base else ""
+        cures.append(f"{label}{same}: {'cured' if ok else '**not cured**'}: {text}")
+    return {"run": run, "base": base, "fixed": fixed, "reproduced": reproduced, "measured": measured,
+            "against": against, "cure_text": " / ".join(cures)}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 3. Running the lab: every run the report needs, each config once, `workers` at a time
+
+
+def run_many(specs, out_root, workers, report_only, in_process):
+    """specs {run name: (config files, overrides)} -> {run name: run}. Runs with the same resolved config
+    are one run (no_clip's fixed run is lr_x10). workers > 1 runs train.py processes side by side (one
+    thread each: a 2-core machine trains two small models at once at almost twice the throughput)."""
+    canonical, unique = {}, {}
+    for name, (files, overrides) in specs.items():
+        key = json.dumps(load_config(*files, overrides=overrides), sort_keys=True)
+        canonical[name] = unique.setdefault(key, name)
+    todo = [n for n in specs if canonical[n] == n]
+    go = lambda n: read_metrics(out_root / n) if report_only else train(out_root / n, *specs[n], in_process)
+    if workers > 1 and not in_process and not report_only:
+        with ThreadPoolExecutor(workers) as pool:
+            done = dict(zip(todo, pool.map(go, todo)))
+    else:
+        done = {n: go(n) for n in todo}
+    return {name: done[canonical[name]] for name in specs}
+
+
+def lab_specs(names, base_files, base_config, config_dir, seeds, sweep):
+    """Every run of the lab: {run name: (config files, overrides)} and {incident: [(label, run name)]}."""
+    specs = {f"baseline_seed{s}" if s != base_config["seed"] else "baseline": (base_files, {"seed": s})
+             for s in seeds}
+    fixed = {}
+    for name in names:
+        files = base_files + [config_dir / f"{name}.py"]
+        if INCIDENTS[name]["detect"] is None:  # memory_surprise: a probe, no training run
+            continue
+        specs[name] = (files, {})
+        fixed[name] = []
+        for i, (label, change) in enumerate(INCIDENTS[name].get("fixed", {}).items()):
+            specs[f"{name}_fixed{i}"] = (files, change(base_config))
+            fixed[name].append((label, f"{name}_fixed{i}"))
+    if sweep:
+        specs.update({n: (base_files, o) for n, o in sweep_runs(base_config).items()})
+    return specs, fixed
 
 
 def run_incidents(names, out_root="out/incidents", report_dir="report/incidents", base_overrides=None,
-                  config_dir="config/incidents", report_only=False, in_process=False):
-    """Baseline + each incident (+ its reference run) -> report_dir/report.md and a PNG per incident.
-    base_overrides ({key: value}) is written to out_root/base_overrides.py and executed after baseline.py,
-    before the incident's file: the tests use it to shrink every run while `learning_rate *= 10` still
-    means x10.
-    A run whose resolved config equals one already run (no_clip's reference is lr_x10) is not run twice."""
-    out_root, report_dir, config_dir = ROOT / out_root, ROOT / report_dir, ROOT / config_dir
+                  config_dir="config/incidents", report_only=False, in_process=False, base="config/incidents/baseline.py",
+                  seeds=3, sweep=True, workers=2):
+    """Baseline (over `seeds` seeds) + each incident + its fixed runs + the LR-sensitivity sweep ->
+    report_dir/report.md and its figures. base_overrides ({key: value}, --set) is written to
+    out_root/base_overrides.py and executed after the base config, before the incident's file: the tests
+    use it to shrink every run while `learning_rate *= 10` still means x10."""
+    out_root, report_dir, config_dir, base_name = ROOT / out_root, ROOT / report_dir, ROOT / config_dir, base
     report_dir.mkdir(parents=True, exist_ok=True)
     out_root.mkdir(parents=True, exist_ok=True)
-    base_files = [config_dir / "baseline.py"]
+    base_files = [ROOT / base]
     if base_overrides:
         base_files.append(out_root / "base_overrides.py")
         write_atomic(base_files[-1], "".join(f"{k} = {v!r}\n" for k, v in base_overrides.items()))
     base_config = load_config(*base_files)
-    done = {}  # resolved config -> run
-
-    def go(run_dir, files, overrides):
-        key = json.dumps(load_config(*files, overrides=overrides), sort_keys=True)
-        if key not in done:
-            done[key] = read_metrics(run_dir) if report_only else train(run_dir, files, overrides, in_process)
-        return done[key]
-
-    base = go(out_root / "baseline", base_files, {})
+    if "dup_data" in names and not report_only:
+        build_dup_datasets(base_config["dataset"], data_dir(base_config["dataset"] + "_dup"),
+                           data_dir(base_config["dataset"] + "_dedup"), **DUP_DATA, in_process=in_process)
+    seed_list = [base_config["seed"] + k for k in range(seeds)]
+    specs, fixed_names = lab_specs(names, base_files, base_config, config_dir, seed_list, sweep)
+    runs = run_many(specs, out_root, workers, report_only, in_process)
+    base = runs["baseline"]
+    seeds_runs = {s: runs[f"baseline_seed{s}" if s != base_config["seed"] else "baseline"] for s in seed_list}
+    band = seed_band(seeds_runs)
     results = {}
     for name in names:
-        files = base_files + [config_dir / f"{name}.py"]
-        config = load_config(*files)
-        if name == "dup_data" and not report_only:
-            build_dup_dataset(base_config["dataset"], data_dir(config["dataset"]), **DUP_DATA)
-        run = go(out_root / name, files, {})
-        fixed = {k: base_config[k] for k in INCIDENTS[name].get("reference", ())}
-        ref = go(out_root / f"{name}_ref", files, fixed) if fixed else None
+        if INCIDENTS[name]["detect"] is None:
+            config = load_config(*base_files, config_dir / f"{name}.py")
+            surprise, measured, cured, cure_text = detect_memory(memory_probe(config, out_root / name, report_only))
+            results[name] = {"run": None, "fixed": [], "reproduced": surprise, "measured": measured,
+                             "against": "the plan (plan.memory_plan) of the planned run", "diff": "see operation",
+                             "cure_text": f"{'cured' if cured else '**not cured**'}: {cure_text}"}
+            print(f"  {name}: {'reproduced' if surprise else 'NOT reproduced'}: {measured}", flush=True)
+            continue
+        run, fixed = runs[name], [(label, runs[n]) for label, n in fixed_names[name]]
         if name == "dup_data":
-            run["regurgitation"] = probe_planted(out_root / name, out_root / "baseline", report_only)
+            for r in [run] + [f for _, f in fixed]:
+                r["regurgitation"] = probe_planted(r["dir"], out_root / "baseline", report_only)
         if name == "fp16_no_scaler" and first_nonfinite(run)[0] is None:
             run["probe"] = fp16_probe(out_root / name, report_only)
-        res = analyse_incident(name, run, base, ref)
-        res["diff"] = change_text(config, base_config)
-        res["ref_diff"] = ", ".join(f"{k}={v!r}" for k, v in fixed.items())
-        plot_incident(report_dir / f"{name}.png", name, run, base, ref)
+        res = analyse_incident(name, run, base, fixed, band)
+        res["diff"] = change_text(load_config(*specs[name][0]), base_config)
+        plot_incident(report_dir / f"{name}.png", name, run, base, fixed)
+        if run.get("layers"):
+            plot_layers(report_dir / f"{name}_layers.png", name, [("baseline", base), (name, run)] + fixed[:2])
         results[name] = res
-        print(f"  {name}: {'reproduced' if res['reproduced'] else 'NOT reproduced'}: {res['measured']}", flush=True)
+        print(f"  {name}: {'reproduced' if res['reproduced'] else 'NOT reproduced'}: {res['measured']}\n"
+              f"    fixed: {res['cure_text']}", flush=True)
+    sensitivity = None
+    if sweep:
+        sensitivity = sensitivity_table(runs, base_config)
+        plot_sensitivity(report_dir / "lr_sensitivity.png", sensitivity)
     plot_overview(report_dir / "overview.png", results)
-    return write_incident_report(report_dir, results, base, base_config), results
+    base_config["_base"] = base_name + "".join(f" --set {k}={v!r}" for k, v in (base_overrides or {}).items())
+    report = write_incident_report(report_dir, results, base, base_config, seeds_runs, sensitivity)
+    return report, {**results, "_sensitivity": sensitivity, "_runs": runs}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -420,11 +430,18 @@ def run_incidents(names, out_root="out/incidents", report_dir="report/incidents"
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", nargs="+", choices=list(INCIDENTS), help="incidents to run (default: all)")
+    p.add_argument("--base", default="config/incidents/baseline.py", help="the config every incident changes")
+    p.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="override keys of the base (e.g. max_iters=600)")
+    p.add_argument("--seeds", type=int, default=3, help="baseline seeds for the seed-noise band")
+    p.add_argument("--no-sweep", action="store_true", help="skip the LR-sensitivity sweep (24 short runs)")
+    p.add_argument("--workers", type=int, default=2, help="training processes side by side")
     p.add_argument("--report-only", action="store_true", help="rebuild the report from existing runs")
     p.add_argument("--figures", help="also copy the overview figure to this folder as incidents.png")
     args = p.parse_args(argv)
-    run_command(args, lambda: run_incidents(args.only or list(INCIDENTS), report_only=args.report_only)[0],
-                "overview.png", "incidents.png")
+    work = lambda: run_incidents(args.only or list(INCIDENTS), report_only=args.report_only, base=args.base,
+                                 base_overrides=parse_set(args.set or []), seeds=args.seeds, sweep=not args.no_sweep,
+                                 workers=args.workers)[0]
+    run_command(args, work, "overview.png", "incidents.png")
 
 
 if __name__ == "__main__":

@@ -92,12 +92,14 @@ def watch_layers(model):
 
 def log_layers(ctx, stats):
     """Remove watch_layers' hooks; log a "layers" record: the per-block gradient norm (pre-clip, after
-    unscaling) beside the activation statistics, one number per block in each list."""
+    unscaling) and % of its entries exactly 0, beside the activation statistics, one number per block."""
     for h in stats.pop("hooks"):
         h.remove()
-    norms = [math.sqrt(sum(p.grad.float().pow(2).sum().item() for p in block.parameters() if p.grad is not None))
-             for block in ctx.model.transformer.h]
-    log_record(ctx, {"kind": "layers", "step": ctx.run.step + 1, "grad_norm": norms,
+    grads = [[p.grad.float() for p in block.parameters() if p.grad is not None] for block in ctx.model.transformer.h]
+    norms = [math.sqrt(sum(g.pow(2).sum().item() for g in block)) for block in grads]
+    # fp16 without a scaler: gradient entries below 6e-8 round to exactly 0 (in fp32 nearly none are 0)
+    zeros = [100 * sum((g == 0).sum().item() for g in block) / max(1, sum(g.numel() for g in block)) for block in grads]
+    log_record(ctx, {"kind": "layers", "step": ctx.run.step + 1, "grad_norm": norms, "grad_zero_pct": zeros,
                      **{k: [round(v, 4) for v in vals] for k, vals in stats.items()}})
 
 

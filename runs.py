@@ -54,16 +54,17 @@ def read_records(path):
 
 
 def read_metrics(run_dir):
-    """run_dir/metrics.jsonl -> {"train": [...], "eval": [...], "event": [...], "end": {...}, "dir": ...}.
+    """run_dir/metrics.jsonl -> {"train": [...], "eval": [...], "event": [...], "layers": [...], "end": {...},
+    "dir": ...} ("layers": train.py's per-block statistics, when layer_stats_interval asked for them).
     A missing "end" line means the run was killed: end is then {}."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise SystemExit(f"{path}: no metrics.jsonl (did the run start?)")
-    run = {"train": [], "eval": [], "event": [], "end": {}, "dir": str(run_dir)}
+    run = {"train": [], "eval": [], "event": [], "layers": [], "end": {}, "dir": str(run_dir)}
     for record in read_records(path):
         if record.get("kind") == "end":
             run["end"] = record
-        elif record.get("kind") in ("train", "eval", "event"):
+        elif record.get("kind") in ("train", "eval", "event", "layers"):
             run[record["kind"]].append(record)
     return run
 

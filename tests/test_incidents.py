@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
+import incident_detectors as detectors
 import incidents
+import lr_sensitivity
 import runs
 import sweeps
 
@@ -23,16 +25,21 @@ def healthy(seed=0, noise=0.03, speed=40.0, floor=3.0, grad=0.8):
     return loss, gn
 
 
-def write_run(path, loss, gn, val=None, events=(), status="finished", lr=None):
-    """metrics.jsonl as train.py may write it (NaN as null, inf as Infinity); val: {step: val_loss} (defaults to smoothed loss)."""
+def write_run(path, loss, gn, val=None, events=(), status="finished", lr=None, layers=None, data_ms=0.0,
+              step_ms=50.0):
+    """metrics.jsonl as train.py may write it (NaN as null, inf as Infinity); val: {step: val_loss} (defaults
+    to smoothed loss); layers: {key: per-block list} written as a layers record every 10 steps."""
     path.mkdir(parents=True, exist_ok=True)
     lr = np.full(len(loss), 1e-3) if lr is None else lr
     lines = []
     for i, (l, g) in enumerate(zip(loss, gn)):
         lines.append({"kind": "train", "step": i, "tokens": 1024 * (i + 1), "time_s": 0.05 * i,
                       "loss": None if l != l else float(l), "lr": float(lr[i]),
-                      "grad_norm": None if g != g else float(g), "tokens_per_s": 20000.0,
-                      "mfu": None, "step_ms": 50.0, "peak_mem_mb": 100.0})
+                      "grad_norm": None if g != g else float(g), "tokens_per_s": 1024 * 1000 / step_ms,
+                      "mfu": None, "step_ms": step_ms, "data_ms": data_ms, "peak_mem_mb": 100.0})
+        if layers and i % 10 == 0:
+            lines.append({"kind": "layers", "step": i, "grad_norm": [1.0, 1.0], "act_rms": [1.0, 1.0],
+                          "act_max": [5.0, 5.0], "attn_logit_max": [3.0, 3.0], **layers})
     val = val if val is not None else {s: float(np.mean(loss[max(0, s - 5):s + 1])) + 0.1
                                        for s in range(0, len(loss), 25)}
     for s, v in val.items():
@@ -55,122 +62,195 @@ def test_divergence_reports_the_first_nan_step(tmp_path, base):
     loss, gn = healthy()
     loss[37:] = np.nan
     run = write_run(tmp_path / "lr", loss[:40], gn[:40], status="diverged")
-    ok, text = incidents.detect_divergence(run, base)
+    ok, text = detectors.detect_divergence(run, base)
     assert ok and "loss NaN at step 37" in text and "diverged" in text
-    assert not incidents.detect_divergence(write_run(tmp_path / "same", *healthy(1)), base)[0]
+    assert not detectors.detect_divergence(write_run(tmp_path / "same", *healthy(1)), base)[0]
 
 
-def test_early_instability_sees_first_steps_spikes(tmp_path, base):
-    loss, gn = healthy()
+def test_divergence_without_nan_needs_a_nat_above_the_baseline_or_the_untrained_loss(tmp_path, base):
+    far = write_run(tmp_path / "far", *healthy(1, floor=4.2))  # final val ~1.2 nats above the baseline's
+    ok, text = detectors.detect_divergence(far, base)
+    assert ok and "final val loss +1.1" in text
+    near = write_run(tmp_path / "near", *healthy(1, floor=3.5))
+    assert not detectors.detect_divergence(near, base)[0]
+    loss, gn = healthy(2)
+    loss[120:130] = 9.0  # back above the untrained model's loss (~8.1), then recovered
+    ok, text = detectors.detect_divergence(write_run(tmp_path / "back", loss, gn), base)
+    assert ok and "highest loss after the first 10% of steps 9.00" in text
+
+
+def test_early_instability_needs_early_bursts_and_a_worse_end_beyond_the_seed_noise(tmp_path, base):
+    loss, gn = healthy(floor=3.5)
     gn[:20] *= 12
     loss[:30] += np.tile([0.0, 1.5], 15)  # up and down every other step
-    ok, text = incidents.detect_early_instability(write_run(tmp_path / "nw", loss, gn), base)
+    ok, text = detectors.detect_early_instability(write_run(tmp_path / "nw", loss, gn), base, band=0.2)
     assert ok and "grad norm x12" in text
-    assert not incidents.detect_early_instability(write_run(tmp_path / "ok", *healthy(2)), base)[0]
+    assert not detectors.detect_early_instability(write_run(tmp_path / "nw2", loss, gn), base, band=0.8)[0]
+    assert not detectors.detect_early_instability(write_run(tmp_path / "ok", *healthy(2)), base)[0]
 
 
 def test_noise_ratio_is_measured_against_the_baseline(tmp_path, base):
     loss, gn = healthy(seed=3, noise=0.3, speed=120)
-    ok, text = incidents.detect_noisy(write_run(tmp_path / "b1", loss, gn), base)
+    ok, text = detectors.detect_noisy(write_run(tmp_path / "b1", loss, gn), base, band=5.0)
     ratio = float(text.split("x")[1].split()[0])
-    assert ok and 5 < ratio < 15  # noise 0.3 vs 0.03, minus what the moving average absorbs
-    assert not incidents.detect_noisy(write_run(tmp_path / "ok", *healthy(4)), base)[0]
+    assert ok and 5 < ratio < 15 and "inside the seed noise 5.00" in text  # the noise is the signature
+    assert not detectors.detect_noisy(write_run(tmp_path / "ok", *healthy(4)), base)[0]
 
 
-def test_grad_explosion_needs_norms_far_above_the_reference(tmp_path, base):
+def test_grad_explosion_needs_norms_far_above_the_reference_and_a_loss_that_pays(tmp_path, base):
     loss, gn = healthy()
     gn[120:125] = [50, 300, 900, 200, 60]
-    ok, text = incidents.detect_grad_explosion(write_run(tmp_path / "nc", loss, gn), base)
+    loss[123:126] += 2.0
+    ok, text = detectors.detect_grad_explosion(write_run(tmp_path / "nc", loss, gn), base)
     assert ok and "peaked at 900 at step 122" in text and "5 step(s) above x10" in text
-    assert not incidents.detect_grad_explosion(write_run(tmp_path / "ok", *healthy(5)), base)[0]
+    absorbed = healthy()
+    absorbed[1][120:125] = [50, 300, 900, 200, 60]  # the bursts, but the loss never noticed
+    assert not detectors.detect_grad_explosion(write_run(tmp_path / "abs", *absorbed), base, band=0.1)[0]
+    assert not detectors.detect_grad_explosion(write_run(tmp_path / "ok", *healthy(5)), base)[0]
 
 
 def test_slow_convergence_counts_steps_to_the_baselines_early_loss(tmp_path, base):
-    ok, text = incidents.detect_slow(write_run(tmp_path / "sgd", *healthy(speed=400, floor=3.5)), base)
+    ok, text = detectors.detect_slow(write_run(tmp_path / "sgd", *healthy(speed=400, floor=3.5)), base)
     assert ok and ("never reached" in text or "slower" in text)
-    assert not incidents.detect_slow(write_run(tmp_path / "ok", *healthy(6)), base)[0]
+    assert not detectors.detect_slow(write_run(tmp_path / "ok", *healthy(6)), base)[0]
 
 
-def test_precision_tells_overflow_from_underflow(tmp_path, base):
+def test_precision_tells_overflow_from_underflow_in_the_training_run(tmp_path, base):
     loss, gn = healthy()
     gn[12] = math.inf
-    ok, text = incidents.detect_precision(write_run(tmp_path / "inf", loss, gn), base)
+    ok, text = detectors.detect_precision(write_run(tmp_path / "inf", loss, gn), base)
     assert ok and "grad_norm inf at step 12" in text
-    run = write_run(tmp_path / "under", *healthy(7))
-    probe = {"step": 199, "max_activation": 600.0, "fp16": {"zeroed_pct": 6.5, "rel_err_pct": 5.0},
-             "fp16 x 65536": {"zeroed_pct": 0.0, "rel_err_pct": 0.07}, "bf16": {"zeroed_pct": 0.0, "rel_err_pct": 0.5}}
-    run["probe"] = probe
-    ok, text = incidents.detect_precision(run, base)
-    assert ok and "6.50% of the gradient entries underflowed" in text and "with the loss x 65,536: 0.00%" in text
-    run["probe"] = {**probe, "overflow_scale": 2 ** 21, "overflow_pct": 0.00025}
-    text = incidents.detect_precision(run, base)[1]
-    assert "with the loss x 2^21 the gradient overflows to inf (0.00025% of entries" in text
-    run["probe"] = {**probe, "fp16": {"zeroed_pct": 0.04, "rel_err_pct": 0.2}}  # nothing lost: not an incident
-    assert not incidents.detect_precision(run, base)[0]
-    del run["probe"]
-    assert not incidents.detect_precision(run, base)[0]
+    under = write_run(tmp_path / "under", *healthy(7), layers={"grad_zero_pct": [2.0, 3.0]})
+    base0 = write_run(tmp_path / "b0", *healthy(), layers={"grad_zero_pct": [0.0, 0.001]})
+    ok, text = detectors.detect_precision(under, base0)
+    assert ok and "2.50% of the blocks' gradient entries were exactly 0" in text
+    under["probe"] = {"step": 199, "max_activation": 600.0, "fp16": {"zeroed_pct": 6.5, "rel_err_pct": 5.0},
+                      "fp16 x 65536": {"zeroed_pct": 0.0, "rel_err_pct": 0.07},
+                      "bf16": {"zeroed_pct": 0.0, "rel_err_pct": 0.5}, "overflow_scale": 2 ** 21}
+    assert "overflows to inf from the loss x 2^21" in detectors.detect_precision(under, base0)[1]
+    scaled = write_run(tmp_path / "scaled", *healthy(7), layers={"grad_zero_pct": [0.0, 0.002]})
+    assert not detectors.detect_precision(scaled, base0)[0]  # the cure: nothing lost
+    assert not detectors.detect_precision(write_run(tmp_path / "none", *healthy(7)), base)[0]  # no layers records
 
 
-def test_memorised_needs_lower_train_higher_val_and_regurgitation(tmp_path, base):
-    loss, gn = healthy(floor=1.0)
-    val = {s: 3.2 + (0.004 * (s - 50) if s > 50 else 0.02 * (50 - s)) for s in range(0, STEPS, 25)}
-    run = write_run(tmp_path / "dup", loss, gn, val=val)
-    run["regurgitation"] = (30, 32, 0)
-    ok, text = incidents.detect_memorised(run, base)
-    assert ok and "repeats 30/32" in text and "from its minimum at step 50" in text
-    run["regurgitation"] = (2, 32, 0)
-    assert not incidents.detect_memorised(run, base)[0]
-    # worse than the baseline but still falling at the end: under-trained, not overfitting
-    falling = write_run(tmp_path / "falling", loss, gn, val={s: 4.0 - 0.002 * s for s in range(0, STEPS, 25)})
-    falling["regurgitation"] = (30, 32, 0)
-    assert not incidents.detect_memorised(falling, base)[0]
+def test_memorised_needs_the_passage_learnt_by_heart(tmp_path, base):
+    run = write_run(tmp_path / "dup", *healthy(floor=1.0), val={s: 3.4 for s in range(0, STEPS, 25)})
+    probe = {"verbatim": 3, "asked": 32, "loss": 3.6, "base_verbatim": 0, "base_loss": 6.5}
+    run["regurgitation"] = probe
+    ok, text = detectors.detect_memorised(run, base)
+    assert ok and "costs 3.60 nats/token (baseline, who never saw it: 6.50)" in text and "repeats 3/32" in text
+    run["regurgitation"] = {**probe, "loss": 6.2}
+    assert not detectors.detect_memorised(run, base)[0]
+    run["regurgitation"] = {**probe, "loss": 6.2, "verbatim": 30}
+    assert detectors.detect_memorised(run, base)[0]
 
 
-def test_recovered_requires_rollback_and_a_finished_run(tmp_path, base):
+def test_a_poisoned_batch_spikes_and_the_rollback_recovers(tmp_path, base):
     loss, gn = healthy()
-    ev = [{"step": 150, "event": "spike", "action": "rollback to step 125, skip batch"}]
-    ok, text = incidents.detect_recovered(write_run(tmp_path / "bb", loss, gn, events=ev), base)
+    loss[100] += 4.0
+    ev = [{"step": 100, "event": "spike", "action": "update"}]
+    ok, text = detectors.detect_spike(write_run(tmp_path / "warn", loss, gn, events=ev), base)
+    assert ok and "monitor: spike at step 100" in text
+    ev = [{"step": 150, "event": "spike", "action": "rollback"}]
+    ok, text = detectors.detect_recovered(write_run(tmp_path / "bb", *healthy(), events=ev), base)
     assert ok and "'spike' at step 150 -> rollback" in text
-    assert not incidents.detect_recovered(write_run(tmp_path / "no", loss, gn), base)[0]
-    assert not incidents.detect_recovered(write_run(tmp_path / "dead", loss, gn, events=ev, status="diverged"), base)[0]
+    assert not detectors.detect_recovered(write_run(tmp_path / "no", *healthy()), base)[0]
+    assert not detectors.detect_recovered(write_run(tmp_path / "dead", *healthy(), events=ev, status="diverged"), base)[0]
+
+
+def test_stuck_loss_and_a_stalled_loader(tmp_path, base):
+    ok, text = detectors.detect_stuck(write_run(tmp_path / "small", *healthy(speed=4000)), base)
+    assert ok and "of the baseline's progress" in text
+    assert not detectors.detect_stuck(write_run(tmp_path / "ok", *healthy(3)), base)[0]
+    slow = write_run(tmp_path / "slow", *healthy(), data_ms=50.0, step_ms=100.0)
+    ok, text = detectors.detect_stall(slow, base)
+    assert ok and "waiting for data took 50% of the step time (baseline 0.0%)" in text and "x2.00 the tokens/s" in text
+
+
+def test_memory_surprise_against_the_plan_and_the_re_plan():
+    case = lambda label, p, m: {"label": label, "predicted_mib": p, "measured_mib": m}
+    probe = {"planned": case("planned", 70, 69), "cases": [case("off", 84, 82), case("x2", 136, 134)]}
+    surprise, text, cured, fix = detectors.detect_memory(probe)
+    assert surprise and cured and "x2: measured 134 MiB = x1.91 the plan's 70 MiB" in text and "(x0.99)" in fix
+    probe["cases"] = [case("off", 71, 72)]
+    assert not detectors.detect_memory(probe)[0]
+
+
+def test_lr_sensitivity_is_wortsmans_mean_gap_to_the_best_capped_at_the_start():
+    base_config = {"learning_rate": 1e-2}
+    losses = {"baseline": [5.0, 4.0, 3.0, 3.5, 9.0, math.nan], "no warmup": [5.0, 4.0, 3.0, 4.5, 8.0, 8.0],
+              "qk_norm": [5.0, 4.0, 3.1, 3.2, 3.3, 3.6], "z_loss": [5.0, 4.0, 3.0, 3.5, 4.0, 5.0]}
+    results = {}
+    for variant, ls in losses.items():
+        for mult, loss in zip(lr_sensitivity.LR_MULTS, ls):
+            train = [{"step": 1, "loss": loss, "grad_norm": 1.0}]
+            results[f"lrs_{variant.replace(' ', '_')}_x{mult:g}"] = {
+                "eval": [{"step": 0, "val_loss": 8.0}, {"step": 10, "val_loss": loss}], "train": train}
+    table = lr_sensitivity.sensitivity_table(results, base_config)
+    # baseline: capped at l0 = 8: (5 + 4 + 3 + 3.5 + 8 + 8) / 6 - 3
+    assert table["baseline"]["sensitivity"] == pytest.approx((5 + 4 + 3 + 3.5 + 8 + 8) / 6 - 3)
+    assert table["baseline"]["first_diverging"] == pytest.approx(0.1)  # 9.0 >= 3 + 1; the 5.0 below is only slow
+    assert table["no warmup"]["first_diverging"] == pytest.approx(0.03)
+    assert table["qk_norm"]["first_diverging"] is None and table["qk_norm"]["best_lr"] == pytest.approx(0.01)
+    assert table["qk_norm"]["sensitivity"] < table["baseline"]["sensitivity"]
+    lines = lr_sensitivity.sensitivity_markdown(table)
+    assert "| baseline | 5.000 | 4.000 | 3.000 | 3.500 | 9.000 | NaN/inf | 0.01 | 0.1 |" in lines[2]
+
+
+def test_set_values_are_python_literals_or_words():
+    assert incidents.parse_set(["max_iters=600", "device=cuda", "dtype='bfloat16'", "qk_norm=True"]) == \
+        {"max_iters": 600, "device": "cuda", "dtype": "bfloat16", "qk_norm": True}
 
 
 def synthetic_suite(root):
-    """A run per incident that shows its phenomenon, written where run_incidents(report_only) looks."""
+    """A run per incident and fixed run that shows its phenomenon, written where run_incidents(report_only)
+    looks, the baseline over 2 seeds, and the memory probe's json."""
     out = root / "out"
-    write_run(out / "baseline", *healthy())
+    write_run(out / "baseline", *healthy(), layers={"grad_zero_pct": [0.0, 0.0]})
+    write_run(out / "baseline_seed1338", *healthy(1, floor=3.05))
     loss, gn = healthy()
-    runs = {"lr_x10": (np.r_[loss[:30], [np.nan] * 3], gn[:33]), "no_warmup": None, "batch_1": healthy(3, 0.3, 120),
-            "no_clip": None, "sgd": healthy(speed=400, floor=3.5), "fp16_no_scaler": (loss, np.r_[gn[:50], np.inf, gn[51:]]),
-            "dup_data": healthy(floor=1.0), "bad_batch": healthy(8)}
-    nw = healthy()
+    nw, nc = healthy(floor=3.6), healthy()
     nw[1][:20] *= 12
-    runs["no_warmup"] = nw
-    nc = healthy()
     nc[1][100:103] = [100, 500, 100]
-    runs["no_clip"] = nc
-    rising_val = {s: 3.2 + abs(s - 50) * 0.01 for s in range(0, STEPS, 25)}
+    nc[0][101:104] += 3.0
+    runs = {"lr_x10": (np.r_[loss[:30], [np.nan] * 3], gn[:33]), "no_warmup": nw, "batch_1": healthy(3, 0.3, 120),
+            "no_clip": nc, "sgd": healthy(speed=400, floor=3.5), "fp16_no_scaler": (loss, np.r_[gn[:50], np.inf, gn[51:]]),
+            "dup_data": healthy(floor=1.0), "bad_batch": healthy(8), "lr_small": healthy(speed=4000),
+            "loader_stall": healthy()}
+    runs["bad_batch"][0][100] += 4.0
     for name, (l, g) in runs.items():
-        ev = [{"step": 150, "event": "spike", "action": "rollback"}] if name == "bad_batch" else []
-        write_run(out / name, l, g, events=ev, val=rising_val if name == "dup_data" else None)
-    for name in ("no_warmup", "no_clip"):
-        write_run(out / f"{name}_ref", *healthy(9))
-    (out / "dup_data" / "probe.json").write_text("[31, 32, 0]")
+        ev = [{"step": 100, "event": "spike", "action": "update"}] if name == "bad_batch" else []
+        write_run(out / name, l, g, events=ev, val={s: 3.5 for s in range(0, STEPS, 25)} if name == "dup_data" else None,
+                  data_ms=60.0 if name == "loader_stall" else 0.0)
+    for name, fixes in [("lr_x10", 1), ("no_warmup", 1), ("no_clip", 1), ("fp16_no_scaler", 2), ("dup_data", 1)]:
+        for i in range(fixes):
+            write_run(out / f"{name}_fixed{i}", *healthy(9), layers={"grad_zero_pct": [0.0, 0.0]})
+    write_run(out / "bad_batch_fixed0", *healthy(8), events=[{"step": 100, "event": "spike", "action": "rollback"}])
+    probe = {"verbatim": 31, "asked": 32, "loss": 2.0, "base_verbatim": 0, "base_loss": 6.0}
+    (out / "dup_data" / "probe.json").write_text(json.dumps(probe))
+    (out / "dup_data_fixed0" / "probe.json").write_text(json.dumps({**probe, "verbatim": 1, "loss": 5.8}))
+    case = lambda label, p, m: {"label": label, "predicted_mib": p, "measured_mib": m}
+    (out / "memory_surprise").mkdir()
+    (out / "memory_surprise" / "memory_probe.json").write_text(json.dumps(
+        {"planned": case("planned", 70, 69), "cases": [case("off", 84, 82), case("x2", 136, 134)]}))
     return out
 
 
-def test_incident_report_has_a_row_and_a_plot_per_incident(tmp_path):
+def test_incident_report_has_a_row_a_fixed_run_and_a_plot_per_incident(tmp_path, monkeypatch):
     out = synthetic_suite(tmp_path)
     report, results = incidents.run_incidents(list(incidents.INCIDENTS), out_root=out, report_dir=tmp_path / "rep",
-                                               report_only=True)
+                                              report_only=True, seeds=2, sweep=False)
     text = report.read_text()
     for name in incidents.INCIDENTS:
-        assert sum(line.startswith(f"| [{name}]") for line in text.splitlines()) == 1
-        assert (tmp_path / "rep" / f"{name}.png").stat().st_size > 5000
-        assert f"![{name}]({name}.png)" in text
+        row = next(line for line in text.splitlines() if line.startswith(f"| [{name}]"))
+        assert incidents.md_cell(results[name]["measured"]) in row and "seed noise" in text
+        assert "cured" in row and "**not cured**" not in row, row
+        if name != "memory_surprise":
+            assert (tmp_path / "rep" / f"{name}.png").stat().st_size > 5000 and f"![{name}]({name}.png)" in text
     assert "loss NaN at step 30" in text  # the measured cell, not prose
     assert (tmp_path / "rep" / "overview.png").stat().st_size > 5000
-    assert all(r["reproduced"] for r in results.values()), {n: r["measured"] for n, r in results.items()}
+    assert all(results[n]["reproduced"] for n in incidents.INCIDENTS), \
+        {n: results[n]["measured"] for n in incidents.INCIDENTS if not results[n]["reproduced"]}
 
 
 def test_sweep_report_names_the_winner_of_its_own_table(tmp_path):

@@ -1,7 +1,10 @@
-"""The incident lab end to end, shortened: every incident of config/incidents/ trained through train.py
-(in this process, one intra-op thread) on a tiny model and a dataset of stdlib .py files built here, and
-each detector must find its phenomenon in the real metrics.jsonl. Then the suite's report and a tiny LR
-sweep's report. About a minute on 2 shared cores.
+"""The incident lab end to end, shortened: every incident of config/incidents/ and its fixed runs trained
+through train.py (in this process, one intra-op thread) on a tiny model and a dataset of stdlib .py files
+built here; each phenomenon and its cure asserted on the real metrics.jsonl. About 2 minutes on 2 cores.
+
+Only signatures with large margins are asserted, each checked over seeds 1337-1339 when written: a ratio
+of gradient norms, of loss noise, of attention logits, a share of step time, a count of repeated tokens.
+A final-loss difference of a 150-step run is inside its seed noise and is reported, never asserted.
 
 The shrink (SMALL) is written to out/base_overrides.py and executed between baseline.py and the incident's
 file, so `learning_rate *= 10` still means ten times the baseline's. The embedding is padded to 4096 rows (the
@@ -15,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+import incident_detectors as detectors
 import incident_probes
 import incidents
 import runs
@@ -23,7 +27,7 @@ from tokenizer import train_tokenizer
 
 SMALL = dict(vocab_size=4096, n_embd=64, n_layer=2, n_head=4, n_kv_head=4, block_size=32, batch_size=8,
              max_iters=150, lr_decay_iters=150, warmup_iters=15, eval_interval=50, eval_iters=2,
-             checkpoint_interval=150, spike_window=20)
+             checkpoint_interval=150, spike_window=20, layer_stats_interval=5)
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +56,17 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def lab(dataset, tmp_path_factory):
-    """Every incident except lr_x10/no_clip at the baseline's LR; their results and the report."""
+    """Every incident but lr_x10/no_clip at the baseline's LR, with its fixed runs; 2 baseline seeds."""
     root = tmp_path_factory.mktemp("runs")
-    names = ["no_warmup", "batch_1", "sgd", "fp16_no_scaler", "dup_data", "bad_batch"]
+    names = ["no_warmup", "batch_1", "sgd", "fp16_no_scaler", "dup_data", "bad_batch", "lr_small", "memory_surprise",
+             "loader_stall"]
     saved = dict(incidents.DUP_DATA)
-    incidents.DUP_DATA.update(unique_tokens=300)  # a 2-layer, 64-wide model memorises 300 tokens in 150 steps
+    # 40k unique tokens: the run reads 38k, so the one copy dedup keeps is seen about once
+    incidents.DUP_DATA.update(unique_tokens=40_000, repeated_docs=2, copies=10, planted_copies=200)
     try:
         report, results = incidents.run_incidents(names, out_root=root / "out", report_dir=root / "report",
-                                                  base_overrides={**SMALL, "dataset": str(dataset)}, in_process=True)
+                                                  base_overrides={**SMALL, "dataset": str(dataset)}, in_process=True,
+                                                  seeds=2, sweep=False)
     finally:
         incidents.DUP_DATA.clear()
         incidents.DUP_DATA.update(saved)
@@ -68,12 +75,12 @@ def lab(dataset, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def high_lr(dataset, tmp_path_factory):
-    """lr_x10 and no_clip from a baseline at 3e-2: at 1e-2 x10 this tiny model only wobbles."""
+    """lr_x10 (and its qk_norm + z_loss fix) and no_clip from a baseline at 3e-2."""
     root = tmp_path_factory.mktemp("high_lr")
     shrink = {**SMALL, "dataset": str(dataset), "max_iters": 100, "lr_decay_iters": 100, "warmup_iters": 10,
               "checkpoint_interval": 100, "learning_rate": 3e-2, "min_lr": 3e-3}
     _, results = incidents.run_incidents(["lr_x10", "no_clip"], out_root=root / "out", report_dir=root / "report",
-                                         base_overrides=shrink, in_process=True)
+                                         base_overrides=shrink, in_process=True, seeds=1, sweep=False)
     return results
 
 
@@ -82,34 +89,43 @@ def number_after(text, words):
     return float(text.split(words, 1)[1].split()[0].strip("x(),;%"))
 
 
-def test_lr_x10_loss_explodes(high_lr):
+def attention_peak(run):
+    return max(max(r["attn_logit_max"]) for r in run["layers"])
+
+
+def test_lr_x10_grows_the_attention_logits_and_qk_norm_caps_them(high_lr):
     res = high_lr["lr_x10"]
-    assert res["reproduced"], res["measured"]
-    assert res["run"]["end"]["status"] in ("finished", "diverged")
-    if "NaN" not in res["measured"]:
-        jump, jump0 = incidents.biggest_jump(res["run"])[0], incidents.biggest_jump(res["base"])[0]
-        assert jump >= 1.0 and jump >= 1.5 * jump0 or \
-            runs.final_train(res["run"]) - runs.final_train(res["base"]) >= 0.5
+    (label, fixed), = res["fixed"]
+    assert label.startswith("qk_norm") and fixed["end"]["status"] == "finished"
+    # Wortsman's attention-logit growth: x10 the LR, >= x10 the baseline's largest logit ...
+    assert attention_peak(res["run"]) > 10 * attention_peak(res["base"])
+    # ... and with q, k normalised per head the logits stay near sqrt(head_dim) = 4 times the norm gains
+    assert attention_peak(fixed) < 0.1 * attention_peak(res["run"])
+    assert "attention logits peaked at" in res["measured"]
 
 
 def test_no_clip_lets_exploding_gradients_through(high_lr):
     res = high_lr["no_clip"]
-    assert res["reproduced"], res["measured"]
-    # its reference is the clipped run with the same LR, which is lr_x10's run: not trained twice
-    assert res["ref"] is high_lr["lr_x10"]["run"]
+    # its fixed run is the clipped run with the same LR, which is lr_x10's run: not trained twice
+    assert res["fixed"][0][1] is high_lr["lr_x10"]["run"]
     assert number_after(res["measured"], "grad norm peaked at") > 10 * number_after(res["measured"], "median")
+    assert int(res["measured"].split(" step(s) above x10")[0].split()[-1]) >= 1  # unclipped into the update
 
 
-def test_no_warmup_is_unstable_in_the_first_steps(lab):
+def test_no_warmup_bursts_in_the_first_steps(lab):
     res = lab[1]["no_warmup"]
-    assert res["reproduced"], res["measured"]
-    assert res["ref"]["train"][0]["lr"] < res["run"]["train"][0]["lr"]  # the reference warms up
+    warmed = res["fixed"][0][1]
+    assert warmed["train"][0]["lr"] < res["run"]["train"][0]["lr"]  # the fixed run warms up
+    # the first full-size AdamW steps blow the residual stream up: x45-55 the warmed run's RMS at step 6
+    # over seeds 1337-1339 (the grad norm and loss bursts are not reliable at this size)
+    assert number_after(res["measured"], "residual stream RMS x") >= 10
 
 
-def test_batch_1_is_noisier_and_behind(lab):
+def test_batch_1_is_noisier(lab):
     res = lab[1]["batch_1"]
     assert res["reproduced"], res["measured"]
-    assert incidents.loss_noise(res["run"]) > 2 * incidents.loss_noise(res["base"])
+    assert detectors.loss_noise(res["run"]) > 2 * detectors.loss_noise(res["base"])
+    assert res["fixed"][0][1] is res["base"]  # the fix, the baseline's batch, is the baseline's run
 
 
 def test_sgd_is_slower(lab):
@@ -118,40 +134,63 @@ def test_sgd_is_slower(lab):
     assert runs.final_val(res["run"]) > runs.final_val(res["base"]) + 0.2
 
 
-def test_fp16_without_scaler_underflows(lab):
+def test_fp16_without_scaler_collapses_the_update_and_bf16_or_a_scaler_cure_it(lab):
     res = lab[1]["fp16_no_scaler"]
     assert res["reproduced"], res["measured"]
+    assert detectors.underflow_pct(res["run"]) >= 0.1  # in the training run: gradient entries rounded to 0
+    for label, fixed in res["fixed"]:  # bf16, fp16 + GradScaler: none (fp32 has none either)
+        assert detectors.underflow_pct(fixed) < 0.01, label
+        assert runs.first_nonfinite(fixed)[0] is None
     probe = res["run"]["probe"]
     assert probe["fp16"]["zeroed_pct"] >= 1.0 and probe["fp16 x 65536"]["zeroed_pct"] < 0.1
-    assert probe["max_activation"] < 65504  # underflow, not overflow, at this size ...
-    # ... until the loss is scaled: overflow to inf at some power of two above a GradScaler's 2^16 start
     assert probe["overflow_scale"] > 65536 and probe["overflow_scale"] & (probe["overflow_scale"] - 1) == 0
-    assert "overflows to inf" in res["measured"]
 
 
-def test_dup_data_memorises_the_planted_passage(lab):
+def test_dup_data_from_a_no_dedup_corpus_is_learnt_by_heart_and_dedup_cures_it(lab):
     res = lab[1]["dup_data"]
-    assert res["reproduced"], res["measured"]
-    same, n, same0 = res["run"]["regurgitation"]
-    assert same >= 0.8 * n and same0 < 0.5 * n
+    dup, dedup = res["run"]["regurgitation"], res["fixed"][0][1]["regurgitation"]
+    # 200 copies of the passage: 3.5-3.8 nats/token on it vs 4.2-4.4 after prepare.py's dedup (seeds 1337-8)
+    assert dup["loss"] < dedup["loss"] - 0.3, (res["measured"], res["cure_text"])
 
 
-def test_bad_batch_is_rolled_back_and_the_run_recovers(lab):
+def test_bad_batch_spikes_and_the_rollback_recovers(lab):
     res = lab[1]["bad_batch"]
     assert res["reproduced"], res["measured"]
-    events = [e for e in res["run"]["event"] if e["action"] == "rollback"]
+    fixed = res["fixed"][0][1]
+    events = [e for e in fixed["event"] if e["action"] == "rollback"]
     assert events and events[0]["data_step"] == SMALL["max_iters"] // 2  # the poisoned batch itself
-    assert res["run"]["end"] == {**res["run"]["end"], "status": "finished", "step": SMALL["max_iters"]}
+    assert fixed["end"] == {**fixed["end"], "status": "finished", "step": SMALL["max_iters"]}
 
 
-def test_report_has_a_measured_row_and_a_plot_per_incident(lab):
+def test_lr_small_does_not_fall(lab):
+    res = lab[1]["lr_small"]
+    assert res["reproduced"], res["measured"]
+    assert res["fixed"][0][1] is res["base"]  # the fix, the baseline's LR, is the baseline's run
+
+
+def test_a_slow_reader_shows_as_data_wait(lab):
+    res = lab[1]["loader_stall"]
+    assert res["reproduced"], res["measured"]
+    assert detectors.data_wait_share(res["run"]) > 0.3 > 0.1 > detectors.data_wait_share(res["base"])
+
+
+def test_memory_surprise_is_measured_against_the_plan(lab):
+    res = lab[1]["memory_surprise"]
+    assert res["reproduced"], res["measured"]
+    assert res["cure_text"].startswith("cured"), res["cure_text"]
+
+
+def test_report_has_a_measured_row_a_fixed_run_and_a_plot_per_incident(lab):
     report, results = lab
     text = report.read_text()
     for name, res in results.items():
+        if name.startswith("_"):
+            continue
         row = next(line for line in text.splitlines() if line.startswith(f"| [{name}]"))
-        assert incidents.md_cell(res["measured"]) in row
-        assert (report.parent / f"{name}.png").stat().st_size > 5000
-    assert (report.parent / "overview.png").is_file()
+        assert incidents.md_cell(res["measured"]) in row and incidents.md_cell(res["cure_text"]) in row
+        if res["run"]:
+            assert (report.parent / f"{name}.png").stat().st_size > 5000
+    assert (report.parent / "overview.png").is_file() and (report.parent / "fp16_no_scaler_layers.png").is_file()
 
 
 def test_lr_sweep_names_the_winner_of_its_own_table(dataset, tmp_path):

@@ -28,7 +28,8 @@ weight_decay = 0.1
 grad_clip = 1.0
 # logging: every step, so the detectors see every spike
 log_interval = 1
-eval_interval = 50
+layer_stats_interval = 10    # per-block grad norm, activation RMS/max, attention logit max (the layer plots)
+eval_interval = 100
 eval_iters = 8
 checkpoint_interval = 300    # one checkpoint at the end (the dup_data and fp16 probes load it)
 spike_policy = "warn"        # the monitor reports, it does not fix: we want to see the accident
