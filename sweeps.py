@@ -3,17 +3,22 @@ sweeps.py: the controlled experiments of weeks 2-4, each written up as LEARNER.m
 
     python sweeps.py lr                  # config/sweeps/lr.py -> out/sweeps/lr/ and report/sweeps/lr/report.md
     python sweeps.py lr --report-only    # redo the report from the runs already there
-    make sweep-lr                        # the same; sweeps: mix lr batch warmup schedule ckpt seed
+    python sweeps.py lr --base config/124m.py --set max_iters=2000   # the same sweep from any config
+    make sweep-lr                        # the same; also mix batch warmup schedule ckpt seed, clean vocab
+                                         # scaling, and the 1B files lr_1b batch_1b warmup_1b
 
-A sweep file (config/sweeps/NAME.py) holds `title`, `question` and `runs` ({label: overrides of
-config/incidents/baseline.py}); optionally `seeds` (every configuration once per seed, compared seed by
-seed), `datasets` ({name: prepare.py arguments}) and `metric` ("val_bpb", or "per_source_bpb" when the runs'
-own val sets differ, as in the mix sweep). The lesson, top to bottom:
+A sweep file (config/sweeps/NAME.py) holds `title`, `question` and `runs` ({label: overrides of the base
+config}); optionally `base` (the config the runs start from; default config/incidents/baseline.py, and
+--base overrides both), `seeds` (every configuration once per seed, compared seed by seed), `datasets`
+({name: prepare.py arguments}), `metric` ("val_bpb", or "per_source_bpb" when the runs' own val sets differ,
+as in the mix sweep) and `kind` ("clean" and "vocab": sweeps_data.py builds their datasets; "scaling":
+sweeps_scaling.py runs the whole study). The lesson, top to bottom:
   1. train.py runs every configuration (runs.train: a fresh run dir, one thread)
   2. runs.compare_runs writes the comparison (curves, outcomes table) for the first seed's runs
-  3. summarize() reads each run's numbers from metrics.jsonl; several seeds become their mean
-  4. the record: setup, results table, conclusion (winner and margin in val bits per byte), then either
-     the seed-by-seed margins or the seed sweep's spread, so a margin inside the noise is called that
+  3. sweep_record.summarize() reads each run's numbers from metrics.jsonl; several seeds become their mean
+  4. the record: setup, results table, conclusion (winner and margin, judged against the seed band), then
+     either the seed-by-seed margins or the seed sweep's spread, so a margin inside the noise is called that;
+     results.json beside report.md holds the same numbers
   5. the schedule and ckpt sweeps add their own analysis (the late anneal; save cost vs lost work)
 
 What it adds over its neighbours: runs.py runs train.py and compares any runs; incidents.py breaks one

@@ -245,31 +245,44 @@ def plan_vocab(spec, base_configs, base_overrides):
     return {**spec, "runs": runs, "sizing": sizing}
 
 
+def eval_metric(record, metric):
+    """val_bpb of an eval record, or per_source_bpb: the mean of its per-source bits per byte."""
+    if metric != "per_source_bpb":
+        return record.get(metric)
+    values = [d["bpb"] for d in (record.get("per_source") or {}).values() if d.get("bpb") is not None]
+    return float(np.mean(values)) if values else None
+
+
 def analyse_vocab(spec, all_runs, rows):
     """Bytes per token of each tokenizer on the same val text, and the compute each run needed to reach the
-    worst run's final bits per byte: 'does better compression save compute?' as one number per arm."""
-    target = max(r["val_bpb"] for r in rows.values() if math.isfinite(r["val_bpb"]))
+    worst run's final bits per byte: 'does better compression save compute?' as one number per arm.
+    The per-source val bins hold the same documents whatever the tokenizer; val.bin does not (prepare.py
+    mixes it to token shares, and token counts depend on the tokenizer), hence metric per_source_bpb."""
+    metric = spec.get("metric", "val_bpb")
+    target = max(r[metric] for r in rows.values() if math.isfinite(r[metric]))
     lines = ["", f"**Compression against compute** (budget {spec['flops']:.2g} training FLOPs per run, "
              "model.py's count: 6 x (non-embedding + output-layer parameters) + attention, per token):", "",
              "| vocabulary | val bytes per token | non-embedding params | FLOPs per token | steps | tokens trained | "
-             f"FLOPs to reach {target:.3f} bpb (first seed) |", "|---|---|---|---|---|---|---|"]
-    found, val_bytes = {}, set()
+             f"FLOPs to reach {target:.3f} {metric.replace('_', ' ')} (first seed) |", "|---|---|---|---|---|---|---|"]
+    found, texts = {}, set()
     for label, runs in all_runs.items():
         size, run = spec["sizing"][label], runs[0]
-        val = json.loads((data_dir(spec["runs"][label]["dataset"]) / "meta.json").read_text())["bins"]["val.bin"]
-        val_bytes.add(val["bytes"])
+        bins = json.loads((data_dir(spec["runs"][label]["dataset"]) / "meta.json").read_text())["bins"]
+        scored = {k: v for k, v in bins.items() if k.startswith("val_")} if metric == "per_source_bpb" else \
+            {"val.bin": bins["val.bin"]}
+        texts.add(tuple(sorted((k, v["bytes"], v["docs"]) for k, v in scored.items())))
+        per_token = sum(v["bytes"] for v in scored.values()) / sum(v["tokens"] for v in scored.values())
         reach = next((e["tokens"] * size["flops_per_token"] for e in run["eval"]
-                      if e.get("val_bpb") is not None and e["val_bpb"] <= target + 1e-9), None)
-        found[label] = {**size, "bytes_per_token": val["bytes"] / val["tokens"], "flops_to_target": reach}
-        lines.append(f"| {label} | {val['bytes'] / val['tokens']:.2f} | {size['non_embedding_params']:,} | "
+                      if (eval_metric(e, metric) or math.inf) <= target + 1e-9), None)
+        found[label] = {**size, "bytes_per_token": per_token, "flops_to_target": reach}
+        lines.append(f"| {label} | {per_token:.2f} | {size['non_embedding_params']:,} | "
                      f"{size['flops_per_token'] / 1e6:.2f}M | {size['steps']} | {size['tokens']:,} | "
                      f"{'—' if reach is None else f'{reach:.2g}'} |")
-    lines += ["", "The val text is the same document set for every arm (the split is by document, before "
-              "tokenizing): " + ("the val bins hold the same bytes." if len(val_bytes) == 1 else
-                                 f"WARNING: the val bins differ in bytes ({sorted(val_bytes)}), so they are not "
-                                 f"the same text."), "FLOPs to reach: evaluations are every sixth of a run, so "
-              "this is an upper bound at that resolution."]
-    return lines, {"compression": found, "target_bpb": target}
+    lines += ["", f"Scored on {', '.join(k for k, _, _ in next(iter(texts)))}: " +
+              ("the same documents and bytes for every tokenizer." if len(texts) == 1 else
+               f"WARNING: the bins differ between tokenizers ({sorted(texts)}), so they are not the same text."),
+              "FLOPs to reach: evaluations are every sixth of a run, so this is an upper bound at that resolution."]
+    return lines, {"compression": found, "target": target}
 
 
 # ---------------------------------------------------------------------------------------------------------

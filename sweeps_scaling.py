@@ -139,6 +139,19 @@ def verdict(check):
                if inside else "outside the interval: the fit does not extrapolate this far (see 'why it can differ')."))
 
 
+def width_note(check):
+    """The bootstrap intervals in words: a good prediction near the grid does not make the exponents, and
+    the compute-optimal split read off them, well determined."""
+    iv = check["intervals"]
+    (alo, ahi), (blo, bhi), (lo, hi) = iv["alpha"], iv["beta"], iv["a"]
+    text = f"Bootstrap 90% intervals: alpha {alo:.2f}-{ahi:.2f}, beta {blo:.2f}-{bhi:.2f}, a {lo:.2f}-{hi:.2f}"
+    if not math.isfinite(hi - lo):
+        return text + "."
+    return text + ("; too wide to choose a model size from: the grid does not pin the exponents down, so the "
+                   "tokens-per-parameter figures above are not a finding." if hi - lo > 0.2 else
+                   "; narrow enough to read a compute-optimal split off the law.")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # 4. The record
 
@@ -251,7 +264,7 @@ def run_scaling(spec, out_root, report_dir, base_configs, base_overrides=None, r
             f"(the paper's law: {check['paper_optimal']['tokens_per_param']:.1f} at our largest budget, "
             f"{scaling.compute_optimal(scaling.PAPER, CHINCHILLA_C)['tokens_per_param']:.1f} at Chinchilla's "
             f"{CHINCHILLA_C:.2g}). "
-            f"Held-out run {check['heldout']['label']}: {verdict(check)}")
+            f"Held-out run {check['heldout']['label']}: {verdict(check)} {width_note(check)}")
     lines = [f"# {spec['title']}", "", "![fit](headline.png)", "", f"## Experiment record: {spec['title']}", "",
              f"**Question.** {spec['question']}", "", f"**Setup.** {setup}", "", "**Results.**", "",
              *run_rows(points, check), "",

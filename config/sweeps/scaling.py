@@ -1,4 +1,5 @@
-"""The Chinchilla study (Hoffmann et al. 2022, Approach 3), sized for a 2-core CPU in about 30 minutes:
+"""The Chinchilla study (Hoffmann et al. 2022, Approach 3), sized for a 2-core CPU in about 30 minutes
+(measured: 49 minutes on 2026-12-06 on 2 cores shared with other jobs, load average 9-13):
 5 model sizes (13k to 0.8M non-embedding parameters) x 3-4 token budgets (0.25M to 2M tokens), each run
 from scratch with its cosine schedule ending at its own budget (the paper's point: a schedule longer than
 the run overestimates the loss). The fit never sees `heldout`, a model twice the largest size's

@@ -10,4 +10,6 @@ datasets = {"vocab_1k": ["--vocab-size", "1024"], "vocab_4k": ["--vocab-size", "
             "vocab_16k": ["--vocab-size", "16384"]}
 flops = 1.0e12                      # per run: about 400 steps of the 4k model (2.5 MFLOP/token x 1,024 tokens/step)
 runs = {"1k": {"dataset": "vocab_1k"}, "4k": {"dataset": "vocab_4k"}, "16k": {"dataset": "vocab_16k"}}
+metric = "per_source_bpb"           # val_<source>.bin hold the same documents for every tokenizer; val.bin
+                                    # does not (prepare.py mixes it to token shares, which depend on the tokenizer)
 seeds = (1337, 1)                   # each configuration with 2 seeds; compared seed by seed
