@@ -123,7 +123,7 @@ def fit_and_check(points, train_tokens, bootstrap_samples=30):
             "fit_rms_log_error": float(np.sqrt(np.mean(residuals ** 2))),
             "heldout": {"label": held["label"], "N": held["N"], "D": held["D"], "predicted": predicted,
                         "interval": intervals.get("loss_at_0", (math.nan, math.nan)), "measured": held["loss"],
-                        "error": held["loss"] - predicted},
+                        "error": held["loss"] - predicted, "size_ratio": held["N"] / N.max()},
             "epochs": {p["label"]: p["D"] / train_tokens for p in points}}
 
 
@@ -135,7 +135,7 @@ def verdict(check):
     inside = low <= h["measured"] <= high
     return (f"predicted {h['predicted']:.3f} (bootstrap 90% interval {low:.3f}-{high:.3f}), measured "
             f"{h['measured']:.3f}: off by {h['error']:+.3f} nats ({100 * rel:+.1f}%), "
-            + ("inside the interval: the fit extrapolates to a model twice the largest it saw."
+            + (f"inside the interval: the fit extrapolates to a model {h['size_ratio']:.1f}x the largest it saw."
                if inside else "outside the interval: the fit does not extrapolate this far (see 'why it can differ')."))
 
 
@@ -275,6 +275,6 @@ def run_scaling(spec, out_root, report_dir, base_configs, base_overrides=None, r
     write_atomic(report_dir / "report.md", "\n".join(lines))
     write_results(report_dir / "results.json", "scaling", setup, {p["label"]: {**p["row"], "N": p["N"],
                   "N_total": p["N_total"], "D": p["D"], "heldout": p["heldout"]} for p in points}, None, text,
-                  fit={k: v for k, v in check.items()})
+                  fit=check)
     print(f"  scaling: {text}\n  report {report_dir / 'report.md'}", flush=True)
     return report_dir / "report.md", check
