@@ -319,7 +319,8 @@ def analyse_incident(name, run, base, fixed, band):
             fired, text = inc["detect"](f, base, band)
             ok = not fired
         same = " (the baseline's run)" if f is base else ""
-        cures.append(f"{label}{same}: {'cured' if ok else '**not cured**'}: {text}")
+        verdict = "cured" if ok else "**not cured**" if f is not ref else "no difference to cure (not reproduced)"
+        cures.append(f"{label}{same}: {verdict}: {text}")
     return {"run": run, "base": base, "fixed": fixed, "reproduced": reproduced, "measured": measured,
             "against": against, "cure_text": " / ".join(cures)}
 

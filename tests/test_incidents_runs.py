@@ -97,7 +97,8 @@ def test_lr_x10_grows_the_attention_logits_and_qk_norm_caps_them(high_lr):
     res = high_lr["lr_x10"]
     (label, fixed), = res["fixed"]
     assert label.startswith("qk_norm") and fixed["end"]["status"] == "finished"
-    # Wortsman's attention-logit growth: x10 the LR, >= x10 the baseline's largest logit ...
+    # Wortsman's attention-logit growth: x10 the LR, >= x10 the baseline's largest logit (x94-109 over
+    # seeds 1338-1339) ...
     assert attention_peak(res["run"]) > 10 * attention_peak(res["base"])
     # ... and with q, k normalised per head the logits stay near sqrt(head_dim) = 4 times the norm gains
     assert attention_peak(fixed) < 0.1 * attention_peak(res["run"])
@@ -116,7 +117,7 @@ def test_no_warmup_bursts_in_the_first_steps(lab):
     res = lab[1]["no_warmup"]
     warmed = res["fixed"][0][1]
     assert warmed["train"][0]["lr"] < res["run"]["train"][0]["lr"]  # the fixed run warms up
-    # the first full-size AdamW steps blow the residual stream up: x45-55 the warmed run's RMS at step 6
+    # the first full-size AdamW steps blow the residual stream up: x46-56 the warmed run's RMS at step 6
     # over seeds 1337-1339 (the grad norm and loss bursts are not reliable at this size)
     assert number_after(res["measured"], "residual stream RMS x") >= 10
 
