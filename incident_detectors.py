@@ -37,9 +37,22 @@ def attention_growth(run, base):
     return f"; attention logits peaked at {peak(run):.3g} (baseline {peak(base):.3g})"
 
 
+def back_above_untrained(run):
+    """(highest loss, its step) once the train loss has fallen 0.5 nat below the untrained model's
+    (~ln vocab): a loss back at or above that level means the model unlearned everything. (nan, None)
+    when it never fell that far."""
+    steps, loss = series(run["train"], "loss")
+    untrained = run["eval"][0]["val_loss"] if run["eval"] else float("inf")
+    fell = np.flatnonzero(loss < untrained - 0.5)
+    if not len(fell):
+        return float("nan"), None
+    i = fell[0] + int(np.nanargmax(loss[fell[0]:]))
+    return float(loss[i]), int(steps[i])
+
+
 def detect_divergence(run, base, band=0.0):
-    """LR too high: NaN/inf, a train loss back at the untrained model's (~ln vocab) after the first 10% of
-    the steps, or a final val loss >= 1 nat above the baseline's."""
+    """LR too high: NaN/inf, a train loss that comes back to the untrained model's (~ln vocab) after
+    having fallen below it, or a final val loss >= 1 nat above the baseline's."""
     step, what = first_nonfinite(run)
     status = run["end"].get("status", "killed (no end line)")
     if step is not None:
@@ -47,15 +60,26 @@ def detect_divergence(run, base, band=0.0):
     (jump, at, best), (jump0, _, _) = biggest_jump(run), biggest_jump(base)
     _, g = series(run["train"], "grad_norm")
     _, g0 = series(base["train"], "grad_norm")
-    _, loss = series(run["train"], "loss")
     untrained = run["eval"][0]["val_loss"] if run["eval"] else float("inf")
-    back = float(np.nanmax(loss[len(loss) // 10:])) if len(loss) else float("nan")
+    back, back_at = back_above_untrained(run)
     gap = final_val(run) - final_val(base)
     text = (f"no NaN; loss jumped {jump:.2f} nats above its best so far ({best:.2f}) at step {at} (baseline's "
-            f"largest jump {jump0:.2f}); highest loss after the first 10% of steps {back:.2f} (untrained: "
-            f"{untrained:.2f}); grad norm peaked at {np.nanmax(g):.3g} (x{np.nanmax(g) / np.nanmedian(g0):.0f} "
+            f"largest jump {jump0:.2f}); once below the untrained loss ({untrained:.2f}) it came back up to "
+            f"{back:.2f} at step {back_at}; grad norm peaked at {np.nanmax(g):.3g} (x{np.nanmax(g) / np.nanmedian(g0):.0f} "
             f"the baseline's median); final val loss {gap:+.2f} nats vs baseline" + attention_growth(run, base))
     return bool(back >= untrained or gap >= 1.0), text
+
+
+def detect_recovered_at_the_end(run, base, band=0.0):
+    """A fix for a too-high LR (qk_norm, z_loss): no NaN and a final val loss within the seed noise of
+    the baseline's, at ten times its LR; the early transient is reported, not judged."""
+    step, what = first_nonfinite(run)
+    back, back_at = back_above_untrained(run)
+    gap = final_val(run) - final_val(base)
+    text = (f"{what + ' at step ' + str(step) if step is not None else 'no NaN'}; final val loss {gap:+.2f} nats "
+            f"vs baseline (seed noise {band:.2f}); early on the loss still came back up to {back:.2f} at step "
+            f"{back_at}" + attention_growth(run, base))
+    return bool(step is None and gap <= band), text
 
 
 def early_stream_growth(run, ref):

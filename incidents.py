@@ -38,7 +38,7 @@ import numpy as np
 from common import save_figure, write_atomic
 from incident_detectors import (detect_divergence, detect_early_instability, detect_grad_explosion,
                                 detect_memorised, detect_memory, detect_noisy, detect_precision, detect_recovered,
-                                detect_slow, detect_spike, detect_stall, detect_stuck)
+                                detect_recovered_at_the_end, detect_slow, detect_spike, detect_stall, detect_stuck)
 from incident_probes import build_dup_datasets, fp16_probe, memory_probe, probe_planted
 from lr_sensitivity import DIVERGED_NATS, plot_sensitivity, sensitivity_markdown, sensitivity_table, sweep_runs
 from runs import (ROOT, change_text, changed_keys, data_dir, final_val, first_nonfinite, load_config, machine,
@@ -56,6 +56,7 @@ INCIDENTS = {
     "lr_x10": dict(
         detect=detect_divergence, operation="learning rate x10",
         fixed={"qk_norm + z_loss 1e-4, same LR": lambda base: {"qk_norm": True, "z_loss": 1e-4}},
+        cure=detect_recovered_at_the_end,
         cause="Each AdamW step moves every weight by roughly the learning rate. Ten times that overshoots: "
               "the logits and the residual stream grow, the softmax saturates, and the loss climbs or "
               "turns NaN.",

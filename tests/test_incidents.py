@@ -76,7 +76,11 @@ def test_divergence_without_nan_needs_a_nat_above_the_baseline_or_the_untrained_
     loss, gn = healthy(2)
     loss[120:130] = 9.0  # back above the untrained model's loss (~8.1), then recovered
     ok, text = detectors.detect_divergence(write_run(tmp_path / "back", loss, gn), base)
-    assert ok and "highest loss after the first 10% of steps 9.00" in text
+    assert ok and "came back up to 9.00 at step 120" in text
+    # the fix judged at the end: within the seed noise of the baseline, the early transient only reported
+    ok, text = detectors.detect_recovered_at_the_end(write_run(tmp_path / "back2", loss, gn), base, band=0.1)
+    assert ok and "came back up to 9.00" in text
+    assert not detectors.detect_recovered_at_the_end(far, base, band=0.1)[0]
 
 
 def test_early_instability_needs_early_bursts_and_a_worse_end_beyond_the_seed_noise(tmp_path, base):
