@@ -131,11 +131,13 @@ def test_activation_checkpointing_gives_the_same_gradients():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_triton_and_torch_paths_agree_forward_and_backward():
+@pytest.mark.parametrize("qk_norm", [False, True])
+def test_triton_and_torch_paths_agree_forward_and_backward(qk_norm):
     """Tiny shape under the Triton interpreter (TRITON_INTERPRET=1 from conftest, or a real GPU); fp32.
-    Tolerance 1e-4: the kernels accumulate in fp32 like torch, in a different order."""
+    Tolerance 1e-4: the kernels accumulate in fp32 like torch, in a different order. qk_norm runs the
+    RMSNorm kernel on q and k, (B, H, T, D) views that are not contiguous."""
     pytest.importorskip("triton")
-    shape = dict(n_layer=1, n_head=2, n_kv_head=1, n_embd=64, block_size=32)  # head_dim 32, GQA 2:1
+    shape = dict(n_layer=1, n_head=2, n_kv_head=1, n_embd=64, block_size=32, qk_norm=qk_norm)  # head_dim 32, GQA 2:1
     device = "cuda" if torch.cuda.is_available() else "cpu"
     idx = torch.randint(0, 50, (2, 17), device=device)  # T = 17: not a multiple of any tile
     outputs = []
