@@ -13,8 +13,14 @@ keep the evidence (which rows of which batch), roll back to the last good checkp
 batches that broke it, at a lower LR for a while. Unlike train.py, nothing here runs the model's update;
 train.py calls these functions around its step and does what they return.
 
-Fault injection (the `inject_*` config keys) lives here too: a poisoned batch and an LR blow-up at a
-chosen data step, so the tests and the incident lab can cause the accident the monitor must catch.
+To say WHERE a run breaks: every layer_stats_interval steps a "layers" record (per block: gradient norm,
+% of gradient entries exactly 0, the residual stream's RMS and max, attention's largest logit), and on a
+non-finite loss the first layer whose output went non-finite, found by forward hooks on the offending batch
+before the update changes the weights. After a rollback the LR ramps back over rollback_lr_steps.
+
+Fault injection (the `inject_*` config keys) lives here too: a poisoned batch, an LR blow-up at a chosen
+data step and a slow data reader, so the tests and the incident lab can cause the accident the monitor
+must catch.
 Where the numbers go (metrics.jsonl, the console, tensorboard, wandb) is at the end: the monitor's
 other half is the log a person reads.
 """
