@@ -2,7 +2,7 @@
 dedup.py: remove exact and near-duplicate documents (exact hash, then MinHash + LSH), and show what went.
 
     python dedup.py IN.jsonl --out OUT.jsonl --threshold 0.8    # keeps every other field of the kept lines
-    python dedup.py --benchmark                                  # precision / recall / speed on the built-in corpus
+    python dedup_benchmark.py                                    # precision / recall / speed on the built-in corpus
 
 The lesson, top to bottom:
   1. normalise text (case, digits, punctuation, whitespace) and cut it into word 5-gram "shingles"
@@ -14,7 +14,8 @@ The lesson, top to bottom:
   4. LSH: cut the signature into b bands of r rows; two documents become candidates if one whole band
      matches. P(candidate | Jaccard s) = 1 - (1 - s^r)^b, an S-curve whose step sits near the threshold.
   5. verify each candidate pair by its signature similarity, join pairs into clusters (union-find), and
-     keep the first document of every cluster.
+     keep the first document of every cluster; 5b. the same over shards on disk, one LSH band at a time.
+How well it works is measured in dedup_benchmark.py; the 13-gram contamination check is contamination.py.
 datasketch holds the structures (MinHash with its "affine32" permutations, MinHashLSH); only the
 signature arithmetic is ours, and it gives datasketch's signature bit for bit (tests/test_dedup.py).
 """
@@ -410,239 +411,7 @@ def show_near_misses(texts, names, near_misses):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# 6. The benchmark: precision and recall against exact Jaccard, speed against a per-shingle loop
-
-def benchmark_corpus(cache_dir="data/cache", window=1000):
-    """The built-in corpus as a few thousand documents: every Shakespeare text cut into windows of `window`
-    words, plus each stdlib .py file. Returns (texts, names)."""
-    import sources  # imported here: dedup.py's algorithms need nothing of the inputs
-    texts, names = [], []
-    for doc in sources.shakespeare_docs(cache_dir, {}):
-        words = doc["text"].split(" ")
-        for k in range(0, len(words), window):
-            texts.append(" ".join(words[k:k + window]))
-            names.append(f"{doc['name']}@{k}")
-    for doc in sources.code_docs(max_bytes=None, stats={}):
-        texts.append(doc["text"])
-        names.append(doc["name"])
-    return texts, names
-
-
-def true_pairs(shingle_sets, threshold):
-    """All pairs with exact Jaccard >= threshold, without comparing all n^2 pairs ("prefix filtering",
-    Chaudhuri et al. 2006; Bayardo et al. 2007): order each set's shingles rarest first. If |A & B| >= t|A|
-    for the smaller A, then A's first |A| - ceil(t |A|) + 1 shingles must include a shared one, and likewise
-    B's first |B| - ceil(t |B|) + 1. So only pairs sharing a shingle in their prefixes need an exact check."""
-    everything = np.concatenate(shingle_sets)
-    values, counts = np.unique(everything, return_counts=True)
-    postings = {}
-    for d, s in enumerate(shingle_sets):
-        if len(s) == 0:
-            continue
-        freq = counts[np.searchsorted(values, s)]
-        prefix = s[np.lexsort((s, freq))][:len(s) - int(np.ceil(threshold * len(s) - 1e-9)) + 1]
-        for h in prefix.tolist():
-            postings.setdefault(h, []).append(d)
-    cand = {(a, b) for docs in postings.values() for x, a in enumerate(docs) for b in docs[x + 1:]}
-    result = {}
-    for a, b in cand:
-        inter = len(np.intersect1d(shingle_sets[a], shingle_sets[b], assume_unique=True))
-        j = inter / (len(shingle_sets[a]) + len(shingle_sets[b]) - inter)
-        if j >= threshold:
-            result[(a, b)] = j
-    return result, len(cand)
-
-
-def simhash(shingles):
-    """Charikar's SimHash, for comparison: each of 64 bits is the majority vote of that bit over the
-    document's shingle hashes, so similar sets get fingerprints at a small Hamming distance. (n,) -> uint64."""
-    h = mix64(shingles.astype(np.uint64))                               # spread 32-bit hashes over 64 bits
-    bits = (h[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)  # (n, 64)
-    votes = bits.sum(0) * 2 > len(h)                                     # (64,) majority per bit
-    return np.uint64((votes.astype(np.uint64) << np.arange(64, dtype=np.uint64)).sum())
-
-
-def simhash_pairs(fingerprints, max_distance):
-    """All pairs whose 64-bit fingerprints differ in at most max_distance bits (all n^2/2 pairs, in rows)."""
-    fp = np.array(fingerprints, dtype=np.uint64)
-    pairs = set()
-    for i in range(len(fp) - 1):
-        close = np.flatnonzero(np.bitwise_count(fp[i + 1:] ^ fp[i]) <= max_distance) + i + 1
-        pairs.update((i, int(j)) for j in close)
-    return pairs
-
-
-def loop_signatures(texts, num_perm=NUM_PERM):
-    """The baseline: datasketch as its README shows it, one update() per shingle string."""
-    out = []
-    for text in texts:
-        words = normalize(text)
-        m = MinHash(num_perm=num_perm, seed=SEED)
-        for k in range(max(1, len(words) - NGRAM + 1)):
-            m.update(" ".join(words[k:k + NGRAM]).encode("utf-8"))
-        out.append(m)
-    return out
-
-
-def batch_signatures(texts, num_perm=NUM_PERM):
-    """datasketch's faster path: all of a document's shingle strings in one update_batch() call."""
-    out = []
-    for text in texts:
-        words = normalize(text)
-        m = MinHash(num_perm=num_perm, seed=SEED)
-        m.update_batch([" ".join(words[k:k + NGRAM]).encode("utf-8") for k in range(max(1, len(words) - NGRAM + 1))])
-        out.append(m)
-    return out
-
-
-def our_signatures(texts, num_perm=NUM_PERM):
-    """Ours, from the same texts: word ids -> 5-gram hashes -> all permutations of all shingles at once."""
-    vocab = {}
-    return signatures([shingles32(word_ids(normalize(t), vocab)) for t in texts], num_perm)
-
-
-def signature_speed(texts, repeats=3):
-    """Seconds (best of `repeats`) to go from texts to signatures: the update() loop, update_batch, ours,
-    and normalize() alone, the floor all three share (same documents, same process, one after another)."""
-    ways = {"update() loop": loop_signatures, "update_batch": batch_signatures, "ours": our_signatures,
-            "normalize only": lambda ts: [normalize(t) for t in ts]}
-    best = {}
-    for name, fn in ways.items():
-        for _ in range(repeats):  # best of: the least disturbed by whatever else runs on the machine
-            t0 = time.perf_counter()
-            fn(texts)
-            best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
-    return best
-
-
-def benchmark(threshold=0.8, cache_dir="data/cache", sample=300):
-    texts, names = benchmark_corpus(cache_dir)
-    mb = sum(len(t.encode()) for t in texts) / 1e6
-    print(f"benchmark corpus: {len(texts):,} documents, {mb:.1f} MB (Shakespeare windows + stdlib files)")
-    start = time.perf_counter()
-    vocab = {}
-    shingle_lists = [shingles32(word_ids(normalize(t), vocab)) for t in texts]
-    pairs, info, _ = near_duplicate_pairs(shingle_lists, threshold)
-    ours_s = time.perf_counter() - start
-    print("\n".join(s_curve_table(info["bands"], info["rows"])))
-
-    sets = [np.unique(s) for s in shingle_lists]
-    truth, n_checked = true_pairs(sets, threshold)
-    found = {(i, j) for i, j, _ in pairs}
-    tp = len(found & truth.keys())
-    precision, recall = tp / max(1, len(found)), tp / max(1, len(truth))
-    print(f"exact Jaccard >= {threshold}: {len(truth):,} pairs (prefix filter checked {n_checked:,} of "
-          f"{len(texts) * (len(texts) - 1) // 2:,} pairs); MinHash+LSH reported {len(found):,}: "
-          f"precision {precision:.3f}, recall {recall:.3f} ({info['candidates']:,} LSH candidates)")
-
-    fingerprints = [simhash(sh) for sh in shingle_lists]
-    for k in (3, 6):
-        sim = simhash_pairs(fingerprints, k)
-        tp_sim = len(sim & truth.keys())
-        print(f"SimHash (64 bits, Hamming <= {k}) for comparison: {len(sim):,} pairs, precision "
-              f"{tp_sim / max(1, len(sim)):.3f}, recall {tp_sim / max(1, len(truth)):.3f}")
-
-    rng = np.random.default_rng(0)  # the loop is slow: time all three on the same random sample
-    idx = sorted(rng.choice(len(texts), size=min(sample, len(texts)), replace=False).tolist())
-    sub = [texts[i] for i in idx]
-    best = signature_speed(sub)
-    print(f"signatures of the same {len(sub)} documents ({sum(len(t.encode()) for t in sub) / 1e6:.1f} MB), "
-          f"texts in, {NUM_PERM} permutations, best of 3:")
-    for name, s in best.items():
-        print(f"  {name:<15} {len(sub) / s:>8,.0f} docs/s" + ("" if name == "normalize only" else
-              f"   ours is {s / best['ours']:.1f}x faster" if name != "ours" else ""))
-    print(f"whole corpus, signatures + LSH + verification: {len(texts) / ours_s:,.0f} docs/s ({mb / ours_s:.1f} MB/s)")
-    return dict(precision=precision, recall=recall, vs_loop=best["update() loop"] / best["ours"],
-                vs_batch=best["update_batch"] / best["ours"], docs=len(texts))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# 7. Contamination: long n-grams shared between training text and evaluation text
-#
-# A 13-word sequence almost never repeats by chance (GPT-3, Brown et al. 2020, used 13-grams to find test
-# sets leaked into training data), so a shared 13-gram means shared text.
-
-def ngram_set(texts, vocab, n=13):
-    """Texts -> sorted unique uint64 hashes of all their normalised word n-grams."""
-    parts = [ngram_hashes(word_ids(w, vocab), n) for w in map(normalize, texts) if len(w) >= n]
-    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64)
-
-
-def overlap_naive(train_texts, items, n=13, worst=3):
-    """items: [(name, text)] -> {"items", "contaminated" (items sharing any n-gram with train),
-    "ngram_overlap" (fraction of all item n-grams found in train), "worst": [(name, fraction)]}.
-    Items shorter than n words are checked as one n-gram of all their words.
-    The naive way: np.isin sorts the whole train set again for every item, so the cost is items x train.
-    overlap() below gives the same numbers in one pass over train."""
-    vocab = {}
-    train = ngram_set(train_texts, vocab, n)
-    fractions, hit, total = [], 0, 0
-    for name, text in tqdm(items, desc=f"contamination: {n}-grams", unit=" items", leave=False):
-        ids = word_ids(normalize(text), vocab)
-        h = np.unique(ngram_hashes(ids, n)) if len(ids) else np.zeros(0, dtype=np.uint64)
-        shared = int(np.isin(h, train, assume_unique=True).sum()) if len(h) else 0
-        hit, total = hit + shared, total + len(h)
-        fractions.append((name, shared / max(1, len(h))))
-    worst_items = sorted(fractions, key=lambda x: -x[1])[:worst]
-    return {"items": len(items), "contaminated": sum(f > 0 for _, f in fractions),
-            "ngram_overlap": hit / max(1, total), "worst": [(nm, round(f, 4)) for nm, f in worst_items if f > 0]}
-
-
-def item_ngrams(items, n=13):
-    """items [(name, text)] -> (hashes, item_of): every item's unique n-gram hashes, concatenated, and the
-    item each belongs to. The evaluation side is small, so it is held in memory."""
-    parts, vocab = [], {}
-    for text in (t for _, t in items):
-        ids = word_ids(normalize(text), vocab)
-        parts.append(np.unique(ngram_hashes(ids, n)) if len(ids) else np.zeros(0, dtype=np.uint64))
-    item_of = np.repeat(np.arange(len(items)), [len(p) for p in parts])
-    return (np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)), item_of
-
-
-def found_ngrams(table, train_texts, n=13):
-    """table: sorted unique (m,) uint64 -> sorted indices into it of the n-grams that occur in train_texts.
-    Linear in the train text, whatever the number of items: a filter of 2^24 bits (the top 24 bits of the
-    table's hashes) answers "certainly not in the table" for most n-grams in one lookup; only the rest pay
-    for a binary search."""
-    found, vocab = [], {}
-    maybe = np.zeros(1 << 24, dtype=bool)
-    maybe[(table >> np.uint64(40)).astype(np.intp)] = True
-    for text in train_texts:
-        if len(vocab) > 1_000_000:  # a memo of word hashes, not a vocabulary: keep it bounded
-            vocab.clear()
-        ids = word_ids(normalize(text), vocab)
-        if not len(ids) or not len(table):
-            continue
-        h = ngram_hashes(ids, n)
-        h = h[maybe[(h >> np.uint64(40)).astype(np.intp)]]
-        pos = np.minimum(np.searchsorted(table, h), len(table) - 1)
-        found.append(pos[table[pos] == h])
-    return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
-
-
-def overlap_report(items, hashes, item_of, table, found, worst=3):
-    """The overlap dict (as overlap_naive's) from the items' n-grams and the found indices into table."""
-    hit = np.zeros(len(table), dtype=bool)
-    hit[found] = True
-    shared = np.bincount(item_of, weights=hit[np.searchsorted(table, hashes)], minlength=len(items))
-    total = np.bincount(item_of, minlength=len(items))
-    fractions = [(name, s / max(1, t)) for (name, _), s, t in zip(items, shared, total)]
-    worst_items = sorted(fractions, key=lambda x: -x[1])[:worst]
-    return {"items": len(items), "contaminated": int(sum(f > 0 for _, f in fractions)),
-            "ngram_overlap": float(shared.sum() / max(1, total.sum())),
-            "worst": [(nm, round(float(f), 4)) for nm, f in worst_items if f > 0]}
-
-
-def overlap(train_texts, items, n=13, worst=3):
-    """overlap_naive's result, linear in train: hold the items' n-grams as one sorted table, stream train
-    through found_ngrams (prepare.py does that per shard, in parallel), then count per item."""
-    hashes, item_of = item_ngrams(items, n)
-    table = np.unique(hashes)
-    return overlap_report(items, hashes, item_of, table, found_ngrams(table, train_texts, n), worst)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# 8. The command line: jsonl in, jsonl out
+# 6. The command line: jsonl in, jsonl out
 
 def read_jsonl(path, field):
     rows = []
@@ -670,15 +439,11 @@ def main(argv=None):
     p.add_argument("--out", help="where to write the kept lines (.jsonl)")
     p.add_argument("--threshold", type=float, default=0.8, help="Jaccard above which two documents are duplicates")
     p.add_argument("--field", default="text", help="the JSON field holding the text")
-    p.add_argument("--benchmark", action="store_true", help="precision / recall / speed on the built-in corpus")
     args = p.parse_args(argv)
     if not 0 < args.threshold < 1:
         raise SystemExit(f"--threshold {args.threshold}: must be between 0 and 1")
-    if args.benchmark:
-        benchmark(args.threshold)
-        return
     if not args.input or not args.out:
-        p.error("give IN.jsonl and --out OUT.jsonl (or --benchmark)")
+        p.error("give IN.jsonl and --out OUT.jsonl (the benchmark is dedup_benchmark.py)")
     if not os.path.isfile(args.input):
         raise SystemExit(f"{args.input}: no such file")
     rows = read_jsonl(args.input, args.field)

@@ -38,7 +38,9 @@ import numpy as np
 from tqdm import tqdm
 
 import clean
+import contamination
 import dedup
+import mix
 import prepare_report as report
 import shards
 import sources
@@ -79,52 +81,6 @@ def load_cached(path, build, no_cache, label):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The corpus as shards: where each global document id lives
-
-
-def corpus_index(shard_list, clean_dirs):
-    """-> dict of per-document arrays over all shards in order: shard (n,), local (n,), source (n,) index
-    into the sources, has_words (n,), and first[k]: the global id of shard k's first document."""
-    counts = [len(np.load(d / "has_words.npy")) for d in clean_dirs]
-    first = np.r_[0, np.cumsum(counts)].astype(np.int64)
-    shard_of = np.repeat(np.arange(len(clean_dirs)), counts)
-    return {"first": first, "shard": shard_of, "local": np.arange(first[-1]) - first[shard_of],
-            "source": np.array([s["source"] for s in shard_list], dtype=object)[shard_of] if counts else
-            np.zeros(0, dtype=object),
-            "has_words": np.concatenate([np.load(d / "has_words.npy") for d in clean_dirs] or [np.zeros(0, bool)])}
-
-
-def signatures_of(clean_dirs, index, ids):
-    """(len(ids), num_perm) signatures of global documents ids, read from the shards' sig.bin."""
-    out = np.empty((len(ids), dedup.NUM_PERM), dtype=np.uint32)
-    shard = index["shard"][ids]
-    for k in np.unique(shard):
-        sel = np.flatnonzero(shard == k)
-        out[sel] = shards.signatures_in(clean_dirs[k])[index["local"][ids[sel]]]
-    return out
-
-
-def names_of(clean_dirs, index, ids, with_source=True):
-    cache, out = {}, []
-    for i in ids:
-        k = index["shard"][i]
-        if k not in cache:
-            cache[k] = json.loads((clean_dirs[k] / "names.json").read_text())
-        name = cache[k][index["local"][i]]
-        out.append(f"{index['source'][i]}/{name}" if with_source else name)
-    return out
-
-
-def text_of(clean_dirs, index, i):
-    return shards.texts_of(clean_dirs[index["shard"][i]], [index["local"][i]])[0]
-
-
-def final_text(clean_dirs, index, i, boilerplate):
-    """Document i as the bins hold it: repeated lines removed."""
-    return next(shards.final_texts(clean_dirs[index["shard"][i]], [index["local"][i]], boilerplate))
-
-
-# ---------------------------------------------------------------------------------------------------------
 # 2. Dedup across all shards: exact keys, then LSH one band at a time
 
 
@@ -152,8 +108,8 @@ def deduplicate(clean_dirs, index, args, work):
                 col = np.concatenate([np.load(band_dir / f"{k}.npy", mmap_mode="r")[b] for k in range(len(clean_dirs))])
                 yield col[unique], unique
         def true_jaccard(i, j):  # for the few pairs the signature estimate cannot decide (dedup.is_duplicate)
-            return dedup.exact_jaccard(text_of(clean_dirs, index, i), text_of(clean_dirs, index, j))
-        near, n_cand = dedup.lsh_pairs(band_columns(), lambda i: signatures_of(clean_dirs, index, i),
+            return dedup.exact_jaccard(shards.text_of(clean_dirs, index, i), shards.text_of(clean_dirs, index, j))
+        near, n_cand = dedup.lsh_pairs(band_columns(), lambda i: shards.signatures_of(clean_dirs, index, i),
                                        args.dedup_threshold, true_jaccard)
     finally:
         shutil.rmtree(band_dir, ignore_errors=True)
@@ -167,10 +123,10 @@ def deduplicate(clean_dirs, index, args, work):
            "candidates": n_cand, "verified": len(near), "seconds": round(time.perf_counter() - start, 2),
            "cluster_sizes": {int(k): int(v) for k, v in zip(*np.unique([len(c) for c in clusters], return_counts=True))}}
     show = sorted({i for c in clusters[:3] for i in c[:4]})
-    texts = dict(zip(show, (text_of(clean_dirs, index, i) for i in show)))
-    names = dict(zip(show, names_of(clean_dirs, index, show)))
+    texts = dict(zip(show, (shards.text_of(clean_dirs, index, i) for i in show)))
+    names = dict(zip(show, shards.names_of(clean_dirs, index, show)))
     rep["shown"] = dedup.show_clusters(texts, names, clusters)
-    rep["clusters"] = [names_of(clean_dirs, index, c) for c in clusters[:20]]  # the largest 20, by name
+    rep["clusters"] = [shards.names_of(clean_dirs, index, c) for c in clusters[:20]]  # the largest 20, by name
     rep.update(near_misses(clean_dirs, index, unique[keep[unique]], args.dedup_threshold))
     return keep, rep
 
@@ -178,10 +134,10 @@ def deduplicate(clean_dirs, index, args, work):
 def near_misses(clean_dirs, index, ids, threshold, max_docs=2000):
     """The closest pairs left in per source (among the first max_docs kept documents): what dedup spared."""
     ids = ids[:max_docs]
-    pairs = dedup.closest_pairs(signatures_of(clean_dirs, index, ids).T, index["source"][ids].tolist(), threshold)
+    pairs = dedup.closest_pairs(shards.signatures_of(clean_dirs, index, ids).T, index["source"][ids].tolist(), threshold)
     show = sorted({ids[i] for i, j, _ in pairs} | {ids[j] for i, j, _ in pairs})
-    texts = dict(zip(show, (text_of(clean_dirs, index, i) for i in show)))
-    names = dict(zip(show, names_of(clean_dirs, index, show)))
+    texts = dict(zip(show, (shards.text_of(clean_dirs, index, i) for i in show)))
+    names = dict(zip(show, shards.names_of(clean_dirs, index, show)))
     pairs = [(ids[i], ids[j], e) for i, j, e in pairs]
     return {"shown_near_misses": dedup.show_near_misses(texts, names, pairs),
             "near_misses": [(names[i], names[j], round(e, 4)) for i, j, e in pairs]}
@@ -239,7 +195,7 @@ def train_tokenizer_on_sample(clean_dirs, index, candidates, boilerplate, args, 
     for i in np.random.default_rng(args.seed).permutation(candidates):
         if total >= args.tokenizer_mb * 1_000_000:
             break
-        text = final_text(clean_dirs, index, i, boilerplate)
+        text = shards.final_text(clean_dirs, index, i, boilerplate)
         texts.append(text)
         total += len(text.encode("utf-8", "surrogatepass"))
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -247,100 +203,6 @@ def train_tokenizer_on_sample(clean_dirs, index, candidates, boilerplate, args, 
     tokenizer.train_tokenizer(texts, args.vocab_size, tmp)
     publish_dir(tmp, folder)
     return folder
-
-
-# ---------------------------------------------------------------------------------------------------------
-# 6. Mix
-
-
-def parse_mix(text, names):
-    """'a=3,b=1' -> {a: 0.75, b: 0.25}. Every source must be named (0 leaves one out on purpose)."""
-    shares = {}
-    for part in text.split(","):
-        name, _, value = part.partition("=")
-        if name.strip() not in names:
-            raise UserError(f"--mix {text}: unknown source '{name.strip()}' (sources: {', '.join(names)})")
-        try:
-            shares[name.strip()] = float(value)
-        except ValueError:
-            raise UserError(f"--mix {text}: '{part}' is not NAME=SHARE") from None
-    bad = [n for n, v in shares.items() if not math.isfinite(v) or v < 0]
-    if bad:
-        raise UserError(f"--mix {text}: the share of {bad[0]} must be a finite number >= 0")
-    missing = [n for n in names if n not in shares]
-    if missing:
-        raise UserError(f"--mix {text}: source {missing[0]} has no share; give it one (=0 leaves it out)")
-    total = sum(shares.values())
-    if total <= 0:
-        raise UserError(f"--mix {text}: shares must not all be 0")
-    if abs(total - 1) > 1e-9:
-        print("mix: shares normalized to " + ", ".join(f"{n}={v / total:.4g}" for n, v in shares.items()))
-    return {n: shares[n] / total for n in names}
-
-
-def plan_mix(counts, shares, rng, max_epochs=4.0, total=None, label="train"):
-    """counts: {source: (n_docs,) tokens per document}; shares: {source: fraction of tokens}.
-    Returns ({source: document indices, repeats allowed}, {source: asked, tokens, epochs, achieved}).
-    The total defaults to the largest one no source must repeat for: min over sources of available/share.
-    A source that must repeat takes whole shuffled epochs, capped at max_epochs: Muennighoff et al. 2023
-    ("Scaling Data-Constrained Language Models") find up to ~4 epochs of repeated data almost as good as
-    fresh data, and quickly diminishing returns beyond. The last partial epoch is filled greedily, one
-    document at a time, with every document that brings the count closer to the target."""
-    avail = {s: int(c.sum()) for s, c in counts.items()}
-    if total is None:
-        total = min([avail[s] / shares[s] for s in counts if shares[s] > 0 and avail[s] > 0] or [0])
-    picks, info = {}, {}
-    for s, c in counts.items():
-        want = shares[s] * total
-        if avail[s] == 0 or want == 0:
-            picks[s], info[s] = [], {"asked": shares[s], "tokens": 0, "epochs": 0.0}
-            continue
-        if want > max_epochs * avail[s]:
-            print(f"warning: {label}: {s} would need {want / avail[s]:.1f} epochs for its share; capped at "
-                  f"{max_epochs:g} (repeats beyond ~4 epochs add little: Muennighoff et al. 2023)")
-            want = max_epochs * avail[s]
-        chosen, got = [], 0
-        while want - got >= avail[s]:
-            chosen += rng.permutation(len(c)).tolist()
-            got += avail[s]
-        for i in rng.permutation(len(c)):
-            if abs(got + c[i] - want) < abs(got - want):
-                chosen.append(int(i))
-                got += int(c[i])
-        picks[s], info[s] = chosen, {"asked": shares[s], "tokens": got, "epochs": got / avail[s]}
-    grand = max(1, sum(v["tokens"] for v in info.values()))
-    for v in info.values():
-        v["achieved"] = v["tokens"] / grand
-    return picks, info
-
-
-def choose_bins(source, is_val, tokens, names, shares, args):
-    """Final documents (source, is_val, tokens per document) -> ({bin file name: document indices},
-    {"train"/"val": plan_mix info}). train.bin and val.bin follow the mix (val.bin without repeats);
-    val_<source>.bin holds all of a source's val documents."""
-    present = [s for s in names if (source == s).any()]
-    if shares is None:  # no --mix: every document once, so the shares are whatever the data has
-        shares = {s: 1.0 for s in present} if len(present) == 1 else None
-    rng = np.random.default_rng(args.seed)
-    bins, mix_info = {}, {}
-    for split_name, want_val in (("train", False), ("val", True)):
-        idx = {s: np.flatnonzero((source == s) & (is_val == want_val)) for s in present}
-        counts = {s: tokens[idx[s]] for s in present}
-        asked = shares or {s: counts[s].sum() / max(1, sum(c.sum() for c in counts.values())) for s in present}
-        asked = {s: asked.get(s, 0.0) for s in present}
-        total = args.train_tokens if split_name == "train" else None
-        picks, mix_info[split_name] = plan_mix(counts, asked, rng, args.max_epochs if split_name == "train" else 1,
-                                               total, split_name)
-        chosen = np.array([idx[s][k] for s in present for k in picks[s]], dtype=np.int64)
-        if split_name == "train":  # shuffled, so that training does not read one source after the other
-            chosen = chosen[rng.permutation(len(chosen))]
-        bins[f"{split_name}.bin"] = chosen
-    off = [s for s, v in mix_info["val"].items() if abs(v["achieved"] - v["asked"]) > 0.02]
-    if off:  # val follows train's shares unless a source has too few val documents to reach its share
-        mix_info["val_note"] = (f"val.bin cannot follow the asked shares: {', '.join(off)} "
-                                f"{'has' if len(off) == 1 else 'have'} too few val documents for an exact share")
-    bins.update({f"val_{s}.bin": np.flatnonzero((source == s) & is_val) for s in present if ((source == s) & is_val).any()})
-    return bins, mix_info
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -394,48 +256,6 @@ def write_bins(out, bins, final, tok_dirs):
         os.chmod(out / name, 0o644)
         meta_bins[name] = {"tokens": int(tokens), "bytes": int(final["bytes"][docs].sum()), "docs": int(len(docs))}
     return meta_bins
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Contamination: the val and benchmark n-grams in memory, train shards streamed against them
-
-
-VAL_CHECK_MB = 50  # the val documents checked for contamination, at most: their n-grams stay in memory
-
-
-def contamination(clean_dirs, index, final, train_docs, is_val_final, boilerplate, args, work, opts, n=13):
-    """13-gram overlap of val (a random sample of at most VAL_CHECK_MB) and of each --contamination file
-    with the documents of train.bin. -> ({"n", "val", file: dedup.overlap_report's dict}, stage record)."""
-    val = np.flatnonzero(is_val_final)
-    if final["bytes"][val].sum() > VAL_CHECK_MB * 1e6:  # ~8 bytes of table per word: keep it bounded
-        val = np.random.default_rng(args.seed).permutation(val)
-        val = np.sort(val[:np.searchsorted(np.cumsum(final["bytes"][val]), VAL_CHECK_MB * 1e6)])
-    val_names = names_of(clean_dirs, index, final["gid"][val], with_source=False)
-    groups = {"val": [(nm, final_text(clean_dirs, index, g, boilerplate)) for nm, g in zip(val_names, final["gid"][val])]}
-    for path in args.contamination:
-        groups[str(path)] = report.benchmark_items(path)
-    per_group = {g: dedup.item_ngrams(items, n) for g, items in groups.items()}
-    table = np.unique(np.concatenate([h for h, _ in per_group.values()] or [np.zeros(0, np.uint64)]))
-    table_path = Path(tempfile.mkdtemp(dir=work, prefix=".contamination-")) / "table.npy"
-    try:
-        np.save(table_path, table)
-        gids = final["gid"][np.unique(train_docs)]
-        tasks, sizes = [], []
-        for k, d in enumerate(clean_dirs):
-            local = index["local"][gids[index["shard"][gids] == k]]
-            if len(local):
-                tasks.append((d, local, boilerplate, table_path, n))
-                sizes.append(int(np.load(d / "offsets.npy")[-1]))
-        results, record = shards.run_stage("contamination", shards.contamination_shard, tasks, sizes, opts)
-    finally:
-        shutil.rmtree(table_path.parent, ignore_errors=True)
-    found = np.unique(np.concatenate([r["found"] for r in results] or [np.zeros(0, np.int64)]))
-    out = {"n": n}
-    for g, items in groups.items():
-        hashes, item_of = per_group[g]
-        out[g] = dedup.overlap_report(items, hashes, item_of, table, found)
-    out["val"]["of"] = int(is_val_final.sum())  # more than "items" when val was sampled
-    return out, record
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -517,7 +337,7 @@ def build(args, argv, out, tmp_out, work):
     start = time.perf_counter()
     source_list = sources.parse_inputs(args.input, args.hf)
     names = [s[0] for s in source_list]
-    shares = parse_mix(args.mix, names) if args.mix else None
+    shares = mix.parse_mix(args.mix, names) if args.mix else None
     opts = {"cache_dir": args.cache_dir, "shard_mb": args.shard_mb, "code_mb": args.code_mb, "hf_docs": args.hf_docs,
             "text_field": args.text_field, "max_doc_mb": args.max_doc_mb, "executor": args.executor,
             "ray_address": args.ray_address, "workers": args.workers,
@@ -529,7 +349,7 @@ def build(args, argv, out, tmp_out, work):
 
     clean_dirs, clean_results, raw_bytes = run_clean_stage(shard_list, keys["clean"], work, args, opts, stages)
     read_stats, counters = merge_counts(shard_list, clean_results, names)
-    index = corpus_index(shard_list, clean_dirs)
+    index = shards.corpus_index(shard_list, clean_dirs)
     if not len(index["shard"]):
         raise UserError(f"{', '.join(names)}: no documents left after reading and cleaning; nothing written")
 
@@ -561,7 +381,7 @@ def build(args, argv, out, tmp_out, work):
 
     final = shard_arrays(tok_dirs, index)
     source_final, is_val_final = index["source"][final["gid"]], is_val[final["gid"]]
-    bins, mix_info = choose_bins(source_final, is_val_final, final["tokens"], names, shares, args)
+    bins, mix_info = mix.choose_bins(source_final, is_val_final, final["tokens"], names, shares, args)
     if not len(bins["train.bin"]):
         raise UserError(f"{', '.join(names)}: the mix selects no training documents; nothing written")
     meta_bins = write_bins(tmp_out, bins, final, tok_dirs)
@@ -570,7 +390,7 @@ def build(args, argv, out, tmp_out, work):
         os.chmod(f, 0o755 if f.is_dir() else 0o644)  # readable by all, as every file of a dataset
     lap(stages, "mix+write", mb=round(sum(b["bytes"] for b in meta_bins.values()) / 1e6, 2))
 
-    contam, record = contamination(clean_dirs, index, final, bins["train.bin"], is_val_final, boilerplate, args,
+    contam, record = contamination.check_train(clean_dirs, index, final, bins["train.bin"], is_val_final, boilerplate, args,
                                    work, opts)
     lap(stages, "contamination", record)
     seconds = time.perf_counter() - start

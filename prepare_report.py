@@ -1,37 +1,11 @@
 """
 prepare_report.py: what prepare.py prints and writes about a dataset: the summary, report.md, the plots,
-and the benchmark items of the contamination check. Every number comes from meta.json, so the report can
-be rebuilt from it.
+every number from meta.json, so the report can be rebuilt from it.
 """
-import json
 from pathlib import Path
 
 import dedup
-from common import UserError, write_atomic
-
-
-def strings_in(value):
-    """All strings inside a JSON value, in order: a HellaSwag line's ctx and endings, an ARC question..."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in strings_in(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in strings_in(v)]
-    return []
-
-
-def benchmark_items(path):
-    """A benchmark .jsonl -> [(file:line, all its strings joined)]: one item per line."""
-    items = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    items.append((f"{Path(path).name}:{lineno}", " ".join(strings_in(json.loads(line)))))
-                except json.JSONDecodeError:
-                    raise UserError(f"{path}:{lineno}: not valid JSON (--contamination)") from None
-    return items
+from common import write_atomic
 
 
 def summary(meta, shown_clusters, shown_near_misses, raw_bytes):

@@ -7,10 +7,10 @@ shard (datatrove's and NeMo Curator's design):
 
     clean_shard         read -> clean -> exact key, MinHash signature, line hashes   (documents on disk)
     tokenize_shard      kept documents, repeated lines removed -> uint16 token ids
-    contamination_shard train documents -> which val/benchmark n-grams they contain
 
 Each writes its outputs into a temp directory and renames it when complete: the directory *is* the
-completion marker, so a killed prepare.py resumes with the shards that are missing. run_stage() maps a
+completion marker, so a killed prepare.py resumes with the shards that are missing. (contamination.py's
+stage, train documents against the val n-grams, runs on the same engines.) run_stage() maps a
 stage over shards with a local process pool (--workers) or as Ray tasks (--executor ray): the same
 functions, the same files, so the bins come out byte-identical.
 """
@@ -278,16 +278,49 @@ def tokenize_shard(clean_dir, keep, boilerplate, tok_dir, folder):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Stage 3: contamination (the val/benchmark n-gram table is small; train streams through it)
+# The shards read back (by prepare.py's global steps): where each global document id lives
 
 
-def contamination_shard(clean_dir, local, boilerplate, table_path, n):
-    """Indices into the sorted n-gram table (a .npy, memory-mapped) that documents `local` contain."""
-    cpu = time.process_time()
-    table = np.load(table_path, mmap_mode="r")
-    found = dedup.found_ngrams(table, final_texts(clean_dir, local, boilerplate), n)
-    return {"found": found, "docs_in": len(local), "docs_out": len(local), "peak_rss_mb": peak_rss_mb(),
-            "bytes": 0, "reused": False, "cpu_seconds": round(time.process_time() - cpu, 3)}
+def corpus_index(shard_list, clean_dirs):
+    """-> dict of per-document arrays over all shards in order: shard (n,), local (n,), source (n,) index
+    into the sources, has_words (n,), and first[k]: the global id of shard k's first document."""
+    counts = [len(np.load(d / "has_words.npy")) for d in clean_dirs]
+    first = np.r_[0, np.cumsum(counts)].astype(np.int64)
+    shard_of = np.repeat(np.arange(len(clean_dirs)), counts)
+    return {"first": first, "shard": shard_of, "local": np.arange(first[-1]) - first[shard_of],
+            "source": np.array([s["source"] for s in shard_list], dtype=object)[shard_of] if counts else
+            np.zeros(0, dtype=object),
+            "has_words": np.concatenate([np.load(d / "has_words.npy") for d in clean_dirs] or [np.zeros(0, bool)])}
+
+
+def signatures_of(clean_dirs, index, ids):
+    """(len(ids), num_perm) signatures of global documents ids, read from the shards' sig.bin."""
+    out = np.empty((len(ids), dedup.NUM_PERM), dtype=np.uint32)
+    shard = index["shard"][ids]
+    for k in np.unique(shard):
+        sel = np.flatnonzero(shard == k)
+        out[sel] = signatures_in(clean_dirs[k])[index["local"][ids[sel]]]
+    return out
+
+
+def names_of(clean_dirs, index, ids, with_source=True):
+    cache, out = {}, []
+    for i in ids:
+        k = index["shard"][i]
+        if k not in cache:
+            cache[k] = json.loads((clean_dirs[k] / "names.json").read_text())
+        name = cache[k][index["local"][i]]
+        out.append(f"{index['source'][i]}/{name}" if with_source else name)
+    return out
+
+
+def text_of(clean_dirs, index, i):
+    return texts_of(clean_dirs[index["shard"][i]], [index["local"][i]])[0]
+
+
+def final_text(clean_dirs, index, i, boilerplate):
+    """Document i as the bins hold it: repeated lines removed."""
+    return next(final_texts(clean_dirs[index["shard"][i]], [index["local"][i]], boilerplate))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
+import contamination
 import dedup
 
 
@@ -126,7 +127,7 @@ def test_contamination_overlap():
     rng = np.random.default_rng(4)
     train = [random_doc(rng) for _ in range(3)]
     leaked = " ".join(train[1].split()[100:130])              # 30 words copied from train: 18 13-grams
-    report = dedup.overlap(train, [("leak", leaked), ("clean", random_doc(rng, 50))], n=13)
+    report = contamination.overlap(train, [("leak", leaked), ("clean", random_doc(rng, 50))], n=13)
     assert report["contaminated"] == 1 and report["worst"] == [("leak", 1.0)]
     assert report["ngram_overlap"] == pytest.approx(18 / (18 + 38))
 

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+import mix
 import prepare
 import sources
 import tokenizer
@@ -179,11 +180,11 @@ def test_plan_mix_hits_the_asked_shares_within_one_percent():
     rng = np.random.default_rng(0)
     counts = {"a": rng.integers(50, 500, size=1000), "b": rng.integers(50, 500, size=300)}
     for shares in ({"a": 0.7, "b": 0.3}, {"a": 0.5, "b": 0.5}, {"a": 0.95, "b": 0.05}):
-        picks, info = prepare.plan_mix(counts, shares, rng)
+        picks, info = mix.plan_mix(counts, shares, rng)
         for s in shares:
             assert abs(info[s]["achieved"] - shares[s]) < 0.01, (shares, info)
             assert info[s]["tokens"] == sum(int(counts[s][i]) for i in picks[s])
-    picks, info = prepare.plan_mix(counts, {"a": 0.1, "b": 0.9}, rng, total=2_000_000)  # b must repeat
+    picks, info = mix.plan_mix(counts, {"a": 0.1, "b": 0.9}, rng, total=2_000_000)  # b must repeat
     assert info["b"]["epochs"] == pytest.approx(4.0) and len(picks["b"]) == 4 * 300     # capped at 4 epochs
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import dedup
+import contamination
 import prepare
 import shards
 import sources
@@ -181,7 +181,7 @@ def test_contamination_is_linear_and_agrees_with_the_naive_check():
     train, held = docs[:150], docs[150:]
     items = [(f"held{k}", t) for k, t in enumerate(held)]
     items += [(f"copy{k}", " ".join(train[k].split()[10:60])) for k in range(20)]
-    fast, naive = dedup.overlap(train, items), dedup.overlap_naive(train, items)
+    fast, naive = contamination.overlap(train, items), contamination.overlap_naive(train, items)
     assert fast == naive and fast["contaminated"] >= 20
 
 
@@ -250,7 +250,8 @@ def imports_of(path):
 
 def test_no_import_cycle_among_the_data_modules():
     """Imports inside functions count too: a cycle hidden in a function is still a cycle."""
-    data = ["prepare", "sources", "shards", "dedup", "clean", "tokenizer", "prepare_report", "common"]
+    data = ["prepare", "sources", "shards", "dedup", "dedup_benchmark", "contamination", "mix", "clean", "tokenizer",
+            "prepare_report", "common"]
     graph = {m: imports_of(ROOT / f"{m}.py") for m in data}
 
     def reaches(a, b, seen=()):
@@ -261,7 +262,7 @@ def test_no_import_cycle_among_the_data_modules():
 def test_contamination_checks_a_bounded_sample_of_val(single, monkeypatch):
     root, meta = single
     assert meta["contamination"]["val"]["items"] == meta["contamination"]["val"]["of"] > 3  # small val: all
-    monkeypatch.setattr(prepare, "VAL_CHECK_MB", 0.002)                 # ~3 documents' worth
+    monkeypatch.setattr(contamination, "VAL_CHECK_MB", 0.002)                 # ~3 documents' worth
     small = run(root, "--workers", "1", out="sampled")["contamination"]["val"]
     assert 0 < small["items"] < small["of"] == meta["contamination"]["val"]["of"]
     assert "(a random sample of" in (root / "sampled" / "report.md").read_text()
