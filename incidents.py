@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import save_figure, write_atomic
+from common import save_figure, write_atomic, write_json
 from incident_detectors import (detect_divergence, detect_early_instability, detect_grad_explosion,
                                 detect_memorised, detect_memory, detect_noisy, detect_precision, detect_recovered,
                                 detect_recovered_at_the_end, detect_slow, detect_spike, detect_stall, detect_stuck)
@@ -422,7 +422,17 @@ def run_incidents(names, out_root="out/incidents", report_dir="report/incidents"
     plot_overview(report_dir / "overview.png", results)
     base_config["_base"] = base_name + "".join(f" --set {k}={v!r}" for k, v in (base_overrides or {}).items())
     report = write_incident_report(report_dir, results, base, base_config, seeds_runs, sensitivity)
+    write_results(report_dir, results)
     return report, {**results, "_sensitivity": sensitivity, "_runs": runs}
+
+
+def write_results(report_dir, results):
+    """results.json beside report.md: per incident what was done, what was measured, cause and fix, for
+    scripts (retro.py's problems table); the runs themselves stay in their metrics.jsonl."""
+    rows = {name: {"operation": INCIDENTS[name]["operation"], "measured": r["measured"],
+                   "reproduced": bool(r["reproduced"]), "against": r.get("against"), "fixed": r.get("cure_text"),
+                   "cause": INCIDENTS[name]["cause"], "fix": INCIDENTS[name]["fix"]} for name, r in results.items()}
+    write_json(Path(report_dir) / "results.json", rows)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ file, so `learning_rate *= 10` still means ten times the baseline's. The embeddi
 real dataset's vocabulary size): fp16's underflow and the poisoned batch's spike come from the many
 tokens the model rates unlikely, which a 320-token vocabulary does not have."""
 import glob
+import json
 import os
 import sysconfig
 
@@ -192,6 +193,11 @@ def test_report_has_a_measured_row_a_fixed_run_and_a_plot_per_incident(lab):
         if res["run"]:
             assert (report.parent / f"{name}.png").stat().st_size > 5000
     assert (report.parent / "overview.png").is_file() and (report.parent / "fp16_no_scaler_layers.png").is_file()
+    rows = json.loads((report.parent / "results.json").read_text())  # what retro.py reads
+    assert set(rows) == {n for n in results if not n.startswith("_")}
+    for name, row in rows.items():
+        assert row["measured"] == results[name]["measured"] and row["reproduced"] == bool(results[name]["reproduced"])
+        assert row["cause"] == incidents.INCIDENTS[name]["cause"] and row["fix"] == incidents.INCIDENTS[name]["fix"]
 
 
 def test_lr_sweep_names_the_winner_of_its_own_table(dataset, tmp_path):
