@@ -4,7 +4,6 @@ tokenizer.py: a byte-level BPE tokenizer, trained from scratch, encoded with tik
     python tokenizer.py train   --input data/shakespeare --vocab-size 8192 --out out/tok8k
     python tokenizer.py encode  --tokenizer out/tok8k --show  < some.txt    # ids (and the pieces)
     python tokenizer.py decode  --tokenizer out/tok8k          < ids.txt     # text
-    python tokenizer.py compare --input data/shakespeare --sizes 1024,4096,8192,16384,32768
 
 The lesson, top to bottom:
   1. split text into chunks with a GPT-4-style regex (merges never cross a chunk boundary)
@@ -12,7 +11,7 @@ The lesson, top to bottom:
   3. repeatedly merge the most frequent adjacent pair into a new token (train_naive: the textbook loop;
      train_merges: the same result, counted incrementally so 8k merges on 10 MB take seconds, not hours)
   4. save merges in rank order (tokenizer.json) and every token's bytes (vocab.txt)
-  5. encode with tiktoken (Rust, fast) or with encode_reference (pure Python, ~20 lines); both agree.
+  5. encode with tiktoken (fast) or encode_reference (pure Python); both agree; encode_iterable streams.
 """
 import argparse
 import functools
@@ -22,7 +21,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 import unicodedata
 from collections import Counter, defaultdict
@@ -259,9 +257,8 @@ def show(b):
 
 def save_tokenizer(out_dir, pattern, merges, special_names=(EOT,), stats=None):
     """Write tokenizer.json (+ vocab.txt). Specials take the ids after the merges. Returns the path."""
-    out_dir = Path(out_dir)
+    out_dir, merges = Path(out_dir), [list(m) for m in merges]
     out_dir.mkdir(parents=True, exist_ok=True)
-    merges = [list(m) for m in merges]
     specials = {name: 256 + len(merges) + i for i, name in enumerate(special_names)}
     spec = {"format": "nanopretrain-bpe", "version": 1, "n_vocab": 256 + len(merges) + len(specials),
             "hash": content_hash(pattern, merges, specials), "special_tokens": specials,
@@ -366,18 +363,16 @@ def decode_reference(ids, spec):
 # 4b. Streaming: text too large to hold whole (a 10 GB file read line by line) -> ids, in constant memory
 
 def encode_iterable(enc, pieces, hold=2):
-    """An iterable of strings -> a generator of token ids, the same as enc.encode_ordinary("".join(pieces)).
-    Merges never cross a chunk of the split regex, so all chunks before the last few of what has been read
-    are final and can be encoded; the last `hold` chunks wait for more text, since a piece may end inside
-    a word ("hel" | "lo") or inside a run of spaces whose last space belongs to the next word.
-    Memory: one piece plus `hold` chunks. Our tokenizers only (the pattern must compile with Python's re)."""
+    """Strings -> token ids, as enc.encode_ordinary("".join(pieces)), in the memory of about one piece. Text is
+    encoded up to a chunk boundary that more text cannot move: not in the last `hold` chunks ("hel" | "lo"),
+    not next to a space ("  1" is " "+" 1" but "  " alone is one chunk). Our tokenizers (Python's re)."""
     split = re.compile(enc._pat_str)
     buffer = ""
     for piece in pieces:
         buffer += clean_surrogates(piece)
-        ends = [m.end() for m in split.finditer(buffer)]
-        if len(ends) > hold:
-            cut = ends[-hold - 1]                                      # the end of the last final chunk
+        ends = [m.end() for m in split.finditer(buffer)][:-hold]
+        cut = next((e for e in reversed(ends) if not (buffer[e - 1].isspace() or buffer[e].isspace())), 0)
+        if cut:
             yield from enc.encode_ordinary(buffer[:cut])
             buffer = buffer[cut:]
     if buffer:
@@ -442,129 +437,19 @@ def train_tokenizer(texts, vocab_size, out_dir, special_tokens=(EOT,), verbose=T
     merges, _ = train_merges(chunks, n_merges, log=log)
     seconds, cpu_s = time.perf_counter() - start, time.process_time() - start_cpu
     stats = {"chunks": sum(chunks.values()), "unique_chunks": len(chunks), "seconds": round(seconds, 2),
-             "cpu_seconds": round(cpu_s, 2), "split_seconds": round(split_s, 2),
-             "peak_memory_mb": round(peak_rss_mb())}
+             "cpu_seconds": round(cpu_s, 2), "split_seconds": round(split_s, 2), "peak_memory_mb": round(peak_rss_mb())}
     path = save_tokenizer(out_dir, pattern, merges, special_tokens, stats)
     enc = load_tokenizer(path)
-    if verbose and len(merges) < n_merges:
-        print(f"tokenizer: the text supports only {len(merges):,} merges, so {enc.n_vocab:,} tokens, "
-              f"not {vocab_size:,}")
     if verbose:
-        print(f"tokenizer: {enc.n_vocab:,} tokens ({len(merges):,} merges) from {stats['chunks']:,} chunks "
+        fewer = f" (the text supports only that many merges, not {n_merges:,})" if len(merges) < n_merges else ""
+        print(f"tokenizer: {enc.n_vocab:,} tokens ({len(merges):,} merges{fewer}) from {stats['chunks']:,} chunks "
               f"({len(chunks):,} unique) in {seconds:.1f} s (split {split_s:.1f} s; CPU {cpu_s:.1f} s), "
               f"peak memory {stats['peak_memory_mb']:,} MB -> {out_dir}")
     return enc
 
 
 # ---------------------------------------------------------------------------------------------------------
-# 6. compare: compression against vocabulary size, ours next to sentencepiece
-#
-# The model's compute per token barely depends on the tokenizer, so the compute to read a text is
-# proportional to its token count: 10% more bytes per token = 1/1.1 = 9% fewer tokens = 9% less compute
-# (minus the cost of a larger embedding and output layer). BPE vocabularies nest (a smaller one is a prefix
-# of a larger one's merges), so ours trains once at the largest size and reports the time to reach each.
-
-def sentencepiece_row(kind, train_file, size, held_out, workdir):
-    """Train a sentencepiece model; return (tokens on held_out, seconds) or the reason it failed."""
-    import sentencepiece as spm
-    prefix, start = str(Path(workdir) / f"{kind}{size}"), time.perf_counter()
-    try:  # byte_fallback: unknown characters become bytes, as in a byte-level BPE; identity: no rewriting
-        spm.SentencePieceTrainer.train(input=train_file, model_prefix=prefix, vocab_size=size, model_type=kind,
-                                       byte_fallback=True, character_coverage=0.9999, minloglevel=2,
-                                       normalization_rule_name="identity", remove_extra_whitespaces=False,
-                                       allow_whitespace_only_pieces=True, max_sentence_length=1 << 14,
-                                       num_threads=os.cpu_count() or 1)
-    except RuntimeError as e:
-        return "sentencepiece: " + str(e).split("] ")[-1].split(". ")[0]  # e.g. "Vocabulary size too high (40000)"
-    seconds = time.perf_counter() - start
-    sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
-    # sentencepiece reads one line at a time and has no newline piece: each "\n" costs one byte token
-    lines = held_out.split("\n")
-    return sum(len(ids) for ids in sp.encode(lines)) + len(lines) - 1, seconds
-
-
-def encoding_speed(spec, text):
-    """MB/s (best of 3) of tiktoken and of the reference encoder on the same text, and whether they agree."""
-    enc, results = encoding_from_spec(spec), []
-    for encode in (enc.encode_ordinary, lambda t: encode_reference(t, spec)):
-        seconds = []
-        for _ in range(3):
-            start = time.perf_counter()
-            ids = encode(text)
-            seconds.append(time.perf_counter() - start)
-        results.append((len(text.encode("utf-8")) / 1e6 / min(seconds), ids))
-    return results[0][0], results[1][0], results[0][1] == results[1][1]
-
-
-def compare(texts, sizes, out_dir, sentencepiece=True):
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    text = "\n".join(texts)
-    cut = text.find("\n", len(text) * 9 // 10) + 1 or len(text) * 9 // 10  # hold out the last ~10%
-    train_text, held_out = text[:cut], text[cut:]
-    n_bytes = len(held_out.encode("utf-8"))
-    print(f"training text {len(train_text.encode('utf-8')) / 1e6:.2f} MB; held-out text (the last ~10%) "
-          f"{n_bytes:,} bytes, {len(held_out):,} characters")
-    start = time.perf_counter()
-    pattern = split_pattern()
-    chunks = count_chunks([train_text], pattern)
-    split_s = time.perf_counter() - start
-    merges, seconds = train_merges(chunks, max(sizes) - 257)
-    rows, largest = [], None  # (tokenizer, vocab size, held-out tokens or reason, train seconds)
-    for size in sizes:
-        n = size - 257
-        if n < 0 or n > len(merges):
-            reason = "below 257 (bytes + <|endoftext|>)" if n < 0 else f"text supports {257 + len(merges):,} at most"
-            rows.append(("bpe (ours)", size, reason, None))
-            continue
-        largest = {"pattern": pattern, "merges": merges[:n], "special_tokens": {EOT: 256 + n}, "n_vocab": size,
-                   "hash": f"compare{size}"}
-        tokens = len(encoding_from_spec(largest).encode_ordinary(held_out))
-        rows.append(("bpe (ours)", size, tokens, split_s + (seconds[n - 1] if n else 0)))
-    with tempfile.TemporaryDirectory() as workdir:  # sentencepiece reads a file and writes model files
-        (Path(workdir) / "train.txt").write_text(train_text, encoding="utf-8")
-        for kind, size in [(kind, size) for kind in ("bpe", "unigram") for size in sizes if sentencepiece]:
-            result = sentencepiece_row(kind, str(Path(workdir) / "train.txt"), size, held_out, workdir)
-            rows.append((f"sentencepiece {kind}", size) + (result if isinstance(result, tuple) else (result, None)))
-    print(f"{'tokenizer':<22} {'vocab':>7} {'bytes/token':>11} {'chars/token':>11} {'tokens':>11} "
-          f"{'vs first':>8} {'train s':>8}")
-    first = next((r[2] for r in rows if isinstance(r[2], int)), None)
-    for name, size, tokens, secs in rows:
-        if isinstance(tokens, str):
-            print(f"{name:<22} {size:>7,} {tokens}")
-            continue
-        print(f"{name:<22} {size:>7,} {n_bytes / tokens:>11.3f} {len(held_out) / tokens:>11.3f} {tokens:>11,} "
-              f"{tokens / first:>8.3f} {secs:>8.1f}")
-    if largest:  # how fast the trained merges encode, and a last check that both encoders agree
-        fast, slow, same = encoding_speed(largest, held_out[:1_000_000])
-        print(f"encoding with the {largest['n_vocab']:,}-token BPE: tiktoken {fast:.1f} MB/s, reference encoder "
-              f"{slow:.2f} MB/s, identical ids: {same}")
-    plot_compare(rows, n_bytes, out_dir / "compare.png")
-    print(f"peak memory {peak_rss_mb():,.0f} MB; wrote {out_dir / 'compare.png'}")
-    return rows
-
-
-def plot_compare(rows, n_bytes, path):
-    import matplotlib
-    matplotlib.use("Agg")  # files only, no display needed
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name in dict.fromkeys(r[0] for r in rows):
-        points = [(size, n_bytes / tokens) for n, size, tokens, _ in rows if n == name and isinstance(tokens, int)]
-        if points:
-            ax.plot(*zip(*points), marker="o", label=name)
-    ax.set_xscale("log", base=2)
-    ax.set(xlabel="vocabulary size", ylabel="held-out UTF-8 bytes per token")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# 7. The command line
+# 6. The command line
 
 def cmd_train(args):
     texts, skipped = read_documents(args.input)
@@ -591,10 +476,6 @@ def read_stdin():
 def cmd_encode(args):
     enc = load_tokenizer(args.tokenizer)
     text = read_stdin()
-    if args.bench:
-        fast, slow, same = encoding_speed(read_spec(args.tokenizer), text)
-        print(f"tiktoken {fast:.1f} MB/s, reference encoder {slow:.2f} MB/s, identical ids: {same}")
-        return
     ids = enc.encode(text, allowed_special="all") if args.special else enc.encode_ordinary(text)
     print(" ".join(map(str, ids)))
     if args.show:
@@ -612,39 +493,25 @@ def cmd_decode(args):
     sys.stdout.write(enc.decode([int(w) for w in words]))
 
 
-def sizes_list(text):
-    return sorted({int(size) for size in text.split(",")})
-
-
-def cmd_compare(args):
-    if args.sizes[-1] > 2 ** 16:
-        print("note: vocabularies above 65,536 tokens do not fit the uint16 token bins prepare.py writes")
-    texts, _ = read_documents(args.input)
-    return compare(texts, args.sizes, args.out, sentencepiece=not args.no_sentencepiece)
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Train, inspect and compare byte-level BPE tokenizers.")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["compare"]:  # now tokenizer_compare.py (it imports this file, so hand over the process)
+        os.execv(sys.executable, [sys.executable, str(Path(__file__).with_name("tokenizer_compare.py")), *argv[1:]])
+    parser = argparse.ArgumentParser(description="Train and inspect byte-level BPE tokenizers.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train a BPE and save it to a directory")
     p.add_argument("--input", nargs="+", required=True, help="text files and/or directories (read recursively)")
     p.add_argument("--vocab-size", type=int, required=True, help="total tokens: 256 bytes + merges + specials")
     p.add_argument("--out", required=True, help="directory for tokenizer.json and vocab.txt")
-    p = sub.add_parser("compare", help="compression vs vocabulary size, next to sentencepiece")
-    p.add_argument("--input", nargs="+", required=True)
-    p.add_argument("--sizes", type=sizes_list, default="1024,4096,8192,16384,32768", help="comma-separated")
-    p.add_argument("--out", default="out/tokenizer_compare", help="where compare.png goes")
-    p.add_argument("--no-sentencepiece", action="store_true", help="only our BPE")
     for name in ("encode", "decode"):
         p = sub.add_parser(name, help=f"{name} stdin")
         p.add_argument("--tokenizer", required=True, help="a tokenizer dir, or gpt2 / cl100k_base (online)")
         if name == "encode":
             p.add_argument("--show", action="store_true", help="also print each token's bytes")
             p.add_argument("--special", action="store_true", help="read <|endoftext|> in the text as the token")
-            p.add_argument("--bench", action="store_true", help="only time tiktoken vs the reference encoder")
     args = parser.parse_args(argv)
     try:
-        return {"train": cmd_train, "compare": cmd_compare, "encode": cmd_encode, "decode": cmd_decode}[args.command](args)
+        return {"train": cmd_train, "encode": cmd_encode, "decode": cmd_decode}[args.command](args)
     except (ValueError, OSError) as e:  # our errors name the file; OSError's messages do too
         raise SystemExit(f"error: {e}") from None
 

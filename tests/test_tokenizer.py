@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import tokenizer as T
+import tokenizer_compare
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 # pieces that probe the split pattern's edges: contractions, CJK vs punctuation, digits, every kind of space
@@ -122,7 +123,7 @@ def test_encode_iterable_streams_a_file_line_by_line(trained, corpus):
             yield line
     stream = T.encode_iterable(enc, feed())
     first = next(stream)
-    assert len(read) < 5 < len(lines)                            # ids arrive after a few lines, not the file
+    assert len(read) < 20 < 1000 < len(lines)                    # ids arrive after a few lines, not the file
     assert [first] + list(stream) == enc.encode_ordinary(corpus[1])
 
 
@@ -219,7 +220,7 @@ def test_compare_command(corpus, tmp_path, capsys):
     pytest.importorskip("sentencepiece")
     src = tmp_path / "text.txt"
     src.write_text(corpus[0][1][:60_000] + corpus[1][:8_000], encoding="utf-8")
-    rows = T.main(["compare", "--input", str(src), "--sizes", "400,700,100000", "--out", str(tmp_path / "cmp")])
+    rows = tokenizer_compare.main(["--input", str(src), "--sizes", "400,700,100000", "--out", str(tmp_path / "cmp")])
     printed = capsys.readouterr().out
     assert (tmp_path / "cmp" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ours = [tokens for name, size, tokens, _ in rows if name == "bpe (ours)"]
