@@ -139,7 +139,7 @@ def benchmark_items(path):
 
 
 
-VAL_CHECK_MB = 50  # the val documents checked for contamination, at most: their n-grams stay in memory
+VAL_CHECK_MB = 20  # the val documents checked for contamination, at most: their n-grams stay in memory
 
 
 def check_train(clean_dirs, index, final, train_docs, is_val_final, boilerplate, args, work, opts, n=13):

@@ -147,7 +147,7 @@ def near_misses(clean_dirs, index, ids, threshold, max_docs=2000):
 # 3. Line dedup: which lines occur in at least --line-dedup-docs kept documents
 
 
-def boilerplate_lines(clean_dirs, index, keep, min_docs, part_mb=256):
+def boilerplate_lines(clean_dirs, index, keep, min_docs, part_mb=64):
     """-> sorted (m,) uint64 keys of lines found in >= min_docs kept documents (0: line dedup off).
     Every document's line keys are unique within it, so a key's count is its number of documents. The
     keys are counted one hash partition at a time (key mod P), P chosen so a partition fits in part_mb."""
@@ -209,15 +209,16 @@ def train_tokenizer_on_sample(clean_dirs, index, candidates, boilerplate, args, 
 # 7. Write: bins appended document by document, in a directory beside --out
 
 
-def write_bin(path, docs, maps, final, chunk=1 << 22):
-    """Final documents `docs` -> path, each one's [<|endoftext|>, ids...] copied from its shard's tokens.bin
-    (maps: one memory map per shard). Buffered in ~8 MB writes; memory does not grow with the bin."""
+def write_bin(path, docs, files, final, chunk=1 << 22):
+    """Final documents `docs` -> path, each one's [<|endoftext|>, ids...] read from its shard's tokens.bin
+    (files: one open file per shard; read, not mapped: mapped pages stay resident), in ~8 MB writes."""
     written, buffer, size = 0, [], 0
     try:
         with open(path, "wb") as f:
             for i in docs:
-                a, n = final["start"][i], final["tokens"][i]
-                buffer.append(maps[final["shard"][i]][a:a + n])
+                a, n, source = final["start"][i], final["tokens"][i], files[final["shard"][i]]
+                source.seek(2 * a)
+                buffer.append(np.frombuffer(source.read(2 * n), dtype=np.uint16))
                 size += n
                 if size >= chunk:
                     f.write(np.concatenate(buffer).tobytes())
@@ -248,13 +249,13 @@ def shard_arrays(tok_dirs, index):
 
 def write_bins(out, bins, final, tok_dirs):
     """bins: {file name: final document indices} -> the files in out/; returns meta's "bins"."""
-    maps = [np.memmap(d / "tokens.bin", dtype=np.uint16, mode="r") if os.path.getsize(d / "tokens.bin") else
-            np.zeros(0, np.uint16) for d in tok_dirs]
+    files = [open(d / "tokens.bin", "rb") for d in tok_dirs]
     meta_bins = {}
     for name, docs in tqdm(bins.items(), desc="write bins", leave=False):
-        tokens = write_bin(out / name, docs, maps, final)
+        tokens = write_bin(out / name, docs, files, final)
         os.chmod(out / name, 0o644)
         meta_bins[name] = {"tokens": int(tokens), "bytes": int(final["bytes"][docs].sum()), "docs": int(len(docs))}
+    [f.close() for f in files]
     return meta_bins
 
 

@@ -120,7 +120,8 @@ def signatures_in(folder):
 
 
 def line_keys_in(folder):
-    return raw(folder, "lines.bin", np.uint64)[:, 0]
+    """A shard's line keys, read (not mapped: the driver reads every shard's, and mapped pages stay resident)."""
+    return np.fromfile(Path(folder) / "lines.bin", dtype=np.uint64)
 
 
 def texts_of(folder, local):

@@ -3,6 +3,7 @@ pool and Ray; a killed run resumes; every option reaches its stage's cache key; 
 alone; the lock; line dedup; linear contamination = the naive one; bad input; no import cycle."""
 import ast
 import gzip
+import io
 import json
 import os
 import shutil
@@ -225,7 +226,7 @@ def test_bad_input_is_one_line_naming_the_problem(single, tmp_path, case):
 def test_disk_full_is_named():
     final = {"start": np.array([0]), "tokens": np.array([3]), "shard": np.array([0])}
     with pytest.raises(UserError, match="disk full while writing /dev/full"):
-        prepare.write_bin("/dev/full", [0], [np.arange(3, dtype=np.uint16)], final, chunk=1)
+        prepare.write_bin("/dev/full", [0], [io.BytesIO(np.arange(3, dtype=np.uint16).tobytes())], final, chunk=1)
 
 
 def test_val_follows_the_train_shares_or_the_report_says_why(single, capsys):
