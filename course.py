@@ -5,7 +5,7 @@ course.py — the four-week plan in one command, on the built-in corpus, ending 
     make course COURSE_MINUTES=20        # the same stages, every run shorter
     make course BASE=config/124m.py      # the real-scale version, on a rented GPU
 
-    week 1  prepare.py: clean, dedup, tokenize the built-in corpus (+ its report); tokenizer.py compare
+    week 1  prepare.py: clean, dedup, tokenize the built-in corpus (+ its report); tokenizer_compare.py
     week 2  incidents.py: the accidents on purpose, each detected in its metrics, with the fix beside it
     week 3  train.py: the main run, with the monitor on and checkpoints, stopped in the middle by SIGTERM
             (what a preempted cloud GPU gets) and resumed; eval.py on the result
@@ -64,11 +64,12 @@ def stage(log, name, command, budget_note=""):
         raise UserError(f"course stage '{name}' failed (exit {rc}); its output is in {path}")
 
 
-def main_run_with_a_kill(log, base, dataset, out_dir, iters, price):
+def main_run_with_a_kill(log, base, dataset, out_dir, iters, price, extra=()):
     """Week 3: the main run, SIGTERM half-way (a preemption), then --resume to the end."""
     args = [ROOT / "train.py", base, f"--dataset={dataset}", f"--out_dir={out_dir}", f"--max_iters={iters}",
             f"--lr_decay_iters={iters}", f"--eval_interval={max(1, iters // 10)}",
-            f"--checkpoint_interval={max(1, iters // 5)}", f"--price_per_hour={price}", "--spike_policy='rollback'"]
+            f"--checkpoint_interval={max(1, iters // 5)}", f"--price_per_hour={price}", "--spike_policy='rollback'",
+            *extra]
     print("[course] week3_main ... (the main run, stopped half-way by SIGTERM, then resumed)", flush=True)
     t0 = time.time()
     path = log["dir"] / "logs" / "week3_main.log"
@@ -83,6 +84,7 @@ def main_run_with_a_kill(log, base, dataset, out_dir, iters, price):
                 break
         out.write(proc.stdout.read())
         stopped = proc.wait()
+        out.flush()  # the resumed run writes to the same file: ours first
         resumed = subprocess.run([PY, *map(str, args), "--resume"], cwd=ROOT, stdout=out,
                                  stderr=subprocess.STDOUT).returncode
     log["stages"].append({"stage": "week3_main", "seconds": round(time.time() - t0, 1), "exit_code": resumed,
@@ -117,16 +119,17 @@ def course(minutes=60, base="config/tiny.py", quick=False, price=0.0, out="out/c
     # week 1: the data
     stage(log, "week1_prepare", [ROOT / "prepare.py", "--out", "data/default"])
     sample = sample_text(ROOT / "data/default", ROOT / out / "tokenizer_sample.txt")
-    stage(log, "week1_tokenizer", [ROOT / "tokenizer.py", "compare", "--input", sample, "--sizes",
+    stage(log, "week1_tokenizer", [ROOT / "tokenizer_compare.py", "--input", sample, "--sizes",
                                    "512,1024" if quick else "1024,4096,8192", "--out", report / "tokenizer"]
           + (["--no-sentencepiece"] if quick else []))
     # week 2: the accidents
     incident_set = ["--set", f"max_iters={sizes['incident_iters']}", f"lr_decay_iters={sizes['incident_iters']}"]
     stage(log, "week2_incidents", [ROOT / "incidents.py", *incident_set, "--seeds", "1", "--no-sweep"]
-          + (["--only", "lr_x10", "no_warmup", "fp16_no_scaler"] if quick else []))
+          + (["--only", "lr_x10", "fp16_no_scaler"] if quick else []))
     # week 3: the main run, a preemption in the middle, the evaluation
-    main_run_with_a_kill(log, base, "default", out / "main", sizes["main_iters"], price)
-    stage(log, "week3_eval", [ROOT / "eval.py", "--ckpt", out / "main"])
+    main_run_with_a_kill(log, base, "default", out / "main", sizes["main_iters"], price,
+                         ["--eval_iters=2", "--batch_size=8"] if quick else [])
+    stage(log, "week3_eval", [ROOT / "eval.py", "--ckpt", out / "main"] + (["--max-tokens", "20000"] if quick else []))
     # week 4: the controlled experiments
     sweep_set = ["--set", f"max_iters={sizes['sweep_iters']}", f"lr_decay_iters={sizes['sweep_iters']}"]
     for name in (["lr"] if quick else SWEEPS):
