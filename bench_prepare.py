@@ -4,7 +4,7 @@ bench_prepare.py: prepare.py at scale on generated web-like text: throughput, me
     python bench_prepare.py --mb 250                 # ~250 MB of .jsonl.zst -> prepare -> a table of figures
     python bench_prepare.py --mb 1000 --workers 2 --keep   # keep data/bench/ to look at
 
-Unlike dedup.py --benchmark (the MinHash algorithm on the built-in corpus, every pair checked exactly), this
+Unlike dedup_benchmark.py (the MinHash algorithm on the built-in corpus, every pair checked exactly), this
 measures the whole pipeline on input of a chosen size, with duplicates and boilerplate planted at known
 rates so the dedup can be scored:
   base documents  windows of 150-1,500 words of the built-in Shakespeare, in lines of 12 words, 15% of
