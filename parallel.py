@@ -38,6 +38,8 @@ from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully
 from torch.distributed.optim import ZeroRedundancyOptimizer
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from common import UserError
+
 # -----------------------------------------------------------------------------
 # 1. Joining the process group, and failing loudly when a rank hangs
 
@@ -119,7 +121,7 @@ def wrap_model(model, fsdp=False, dtype="float32", cpu_offload=False):
     checkpoints still load anywhere.
     """
     if cpu_offload and not fsdp:
-        raise SystemExit("cpu_offload=True needs fsdp=True: FSDP2 is what moves the shards to CPU")
+        raise UserError("cpu_offload=True needs fsdp=True: FSDP2 is what moves the shards to CPU")
     if not fsdp:
         if not dist.is_initialized():
             return model
@@ -128,12 +130,12 @@ def wrap_model(model, fsdp=False, dtype="float32", cpu_offload=False):
         device_ids = [device.index] if device.type == "cuda" else None
         return DDP(model, device_ids=device_ids, gradient_as_bucket_view=True)
     if dtype == "float16":
-        raise SystemExit("fsdp=True: use dtype=bfloat16 (fp16 would need a sharded gradient scaler)")
+        raise UserError("fsdp=True: use dtype=bfloat16 (fp16 would need a sharded gradient scaler)")
     if cpu_offload and not torch.cuda.is_available():
-        raise SystemExit("cpu_offload=True moves shards from GPU to CPU memory; this run has no GPU")
+        raise UserError("cpu_offload=True moves shards from GPU to CPU memory; this run has no GPU")
     if not dist.is_initialized():
         if cpu_offload:  # the one case where sharding over one rank pays: the "7B on one GPU" recipe
-            raise SystemExit("cpu_offload=True: launch with `torchrun --nproc_per_node=1 train.py ...`")
+            raise UserError("cpu_offload=True: launch with `torchrun --nproc_per_node=1 train.py ...`")
         return model
     # weights are all-gathered and used in bf16 (half the traffic), gradients reduced in fp32 (accuracy);
     # the sharded fp32 weights are the master copy the optimizer updates
@@ -171,7 +173,7 @@ def make_optimizer(optimizer_class, param_groups, zero=0, **hyperparameters):
     Under FSDP the optimizer sees only shards already, so it is a plain optimizer there.
     """
     if zero not in (0, 1):
-        raise SystemExit(f"zero={zero}: 0 (DDP) or 1 (ZeRO-1); ZeRO-3 is fsdp=True")
+        raise UserError(f"zero={zero}: 0 (DDP) or 1 (ZeRO-1); ZeRO-3 is fsdp=True")
     if zero and dist.is_initialized() and dist.get_world_size() > 1:
         return ZeroRedundancyOptimizer(param_groups, optimizer_class=optimizer_class, **hyperparameters)
     return optimizer_class(param_groups, **hyperparameters)

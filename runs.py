@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import dataset_path, save_figure, write_atomic, write_json
+from common import UserError, dataset_path, save_figure, write_atomic, write_json
 
 ROOT = Path(__file__).resolve().parent
 PY = sys.executable
@@ -49,7 +49,7 @@ def read_records(path):
         except json.JSONDecodeError as e:
             if number == len(lines) and not text.endswith("\n"):
                 break
-            raise SystemExit(f"{path}:{number}: not JSON ({e.msg})") from None
+            raise UserError(f"{path}:{number}: not JSON ({e.msg})") from None
     return records
 
 
@@ -59,7 +59,7 @@ def read_metrics(run_dir):
     A missing "end" line means the run was killed: end is then {}."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
-        raise SystemExit(f"{path}: no metrics.jsonl (did the run start?)")
+        raise UserError(f"{path}: no metrics.jsonl (did the run start?)")
     run = {"train": [], "eval": [], "event": [], "layers": [], "end": {}, "dir": str(run_dir)}
     for record in read_records(path):
         if record.get("kind") == "end":
@@ -179,7 +179,7 @@ def train(out_dir, configs, overrides=None, in_process=False):
                                 stderr=subprocess.STDOUT).returncode
             if not (out_dir / "metrics.jsonl").is_file():
                 tail = (out_dir / "train.log").read_text()[-2000:]
-                raise SystemExit(f"{out_dir}: train.py exited {rc} without metrics.jsonl:\n{tail}")
+                raise UserError(f"{out_dir}: train.py exited {rc} without metrics.jsonl:\n{tail}")
     run = read_metrics(out_dir)
     print(f"  {out_dir.name}: {time.time() - t0:.0f} s, ended '{run['end'].get('status', 'killed')}' "
           f"at step {run['end'].get('step', '?')}", flush=True)
@@ -216,7 +216,7 @@ def read_run(run_dir):
     run_dir = Path(run_dir)
     for path in (run_dir / "config.json", run_dir / "metrics.jsonl"):
         if not path.is_file():
-            raise SystemExit(f"{path}: missing (is {run_dir} a train.py run directory?)")
+            raise UserError(f"{path}: missing (is {run_dir} a train.py run directory?)")
     return json.loads((run_dir / "config.json").read_text()), read_records(run_dir / "metrics.jsonl")
 
 
@@ -387,7 +387,7 @@ def compare_runs(run_dirs, out_dir, names=None, title=None):
     {title, runs: [{name, dir, outcomes, tokens_to_target}], config_diff: {key: [values]}, held_fixed,
      target_val_loss, conclusion, plots, report}."""
     if names and len(names) != len(run_dirs):
-        raise SystemExit(f"--names: {len(names)} names for {len(run_dirs)} runs")
+        raise UserError(f"--names: {len(names)} names for {len(run_dirs)} runs")
     names = names or [Path(d).name for d in run_dirs]
     if len(set(names)) < len(names):
         names = [str(d) for d in run_dirs]

@@ -41,7 +41,7 @@ import numpy as np
 
 import sweeps_data
 import sweeps_scaling
-from common import save_figure, write_atomic
+from common import UserError, save_figure, write_atomic
 from runs import PY, ROOT, changed_keys, compare_runs, data_dir, load_config, machine, read_metrics, run_command, series, train
 from sweep_record import (conclusion, experiment_record, mean_summary, noise_note, paired_note, spread,  # noqa: F401
                           steps_to_converge, summarize, write_results)
@@ -184,7 +184,7 @@ def load_sweep(sweep_dir, name):
     """config/sweeps/NAME.py's globals: title, question, runs, and the optional seeds, datasets, metric."""
     spec, path = {}, ROOT / sweep_dir / f"{name}.py"
     if not path.is_file():
-        raise SystemExit(f"{path}: no such sweep (have: {', '.join(p.stem for p in (ROOT / sweep_dir).glob('*.py'))})")
+        raise UserError(f"{path}: no such sweep (have: {', '.join(p.stem for p in (ROOT / sweep_dir).glob('*.py'))})")
     exec(compile(path.read_text(), str(path), "exec"), spec)
     return spec
 
@@ -281,7 +281,7 @@ def parse_set(items):
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--set {item}: want key=value")
+            raise UserError(f"--set {item}: want key=value")
         try:
             out[key] = ast.literal_eval(text)
         except (ValueError, SyntaxError):
