@@ -5,7 +5,7 @@ prepare.py: raw text -> clean, deduplicated, mixed, tokenized uint16 bins + meta
     python prepare.py --mix shakespeare=0.95,code=0.05 --out data/mostly_plays
     python prepare.py --input mydocs/ crawl=dump.jsonl.zst --vocab-size 8192 --out data/mine
     python prepare.py --input web/ --workers 16 --shard-mb 64          # one big machine
-    python prepare.py --input /shared/web/ --executor ray --ray-address HEAD:6379 --cache-dir /shared/cache
+    python prepare.py --input /shared/web/ --executor ray --ray-address auto --cache-dir /shared/cache
 
 The inputs are cut into shards (sources.py); per-shard stages (shards.py) run in worker processes or as
 Ray tasks, each shard's output cached on disk under a key of everything it depends on, so a killed run
@@ -478,7 +478,7 @@ def parse_args(argv):
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (or Ray CPUs)")
     p.add_argument("--shard-mb", type=float, default=8, help="input per shard, the unit of work and of resume")
     p.add_argument("--executor", choices=["pool", "ray"], default="pool", help="local processes, or Ray tasks")
-    p.add_argument("--ray-address", default=None, help="a running Ray cluster (HEAD:6379); default: a local one")
+    p.add_argument("--ray-address", default=None, help="Ray cluster: auto (from a node), HEAD:6379; default: a local one")
     p.add_argument("--seed", type=int, default=1337)
     args = p.parse_args(argv)
     check_args(args)
