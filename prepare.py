@@ -16,10 +16,10 @@ resumes and an unchanged one is reused. Global steps run here, on compact per-do
                  partition, and removed where they occur (CCNet / FineWeb style)
   4. split       by document, per source, so no document (and no near duplicate) straddles train and val
   5. tokenizer   a byte-level BPE trained on a sample of train (tokenizer.py); per shard: encode
-  6. mix         pick train documents per source to hit the asked token shares (repeat at most 4 epochs)
-  7. write       train.bin, val.bin, val_<source>.bin appended document by document (uint16,
-                 <|endoftext|> before every document), tokenizer/, report.md, meta.json last, all in a
-                 directory beside --out that replaces it at the end; contamination (13-grams) per shard
+  6. mix         pick train documents per source to hit the asked token shares (mix.py)
+  7. write       train.bin, val.bin, val_<source>.bin appended document by document (uint16, <|endoftext|>
+                 first), tokenizer/, report.md, meta.json last, in a directory beside --out swapped in at
+                 the end; 13-gram contamination per shard (contamination.py). Design and figures: docs/data.md
 Expected (python prepare.py, 2 cores): 425 documents -> 419 after dedup; train.bin ~4.1M tokens, val.bin
 ~0.23M; 15-30 s without the cache, a few seconds with it.
 """
