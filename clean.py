@@ -16,7 +16,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from clean_cjk import CJK_RULE_NAMES, apply_cjk_rules
 from dedup import local_ids, ngram_hashes
+from language import detect
+from pii import mask_phones
 
 # ---------------------------------------------------------------------------------------------------------
 # 1. Edits
@@ -51,22 +54,22 @@ def strip_gutenberg(text):
 EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 IPV4 = re.compile(rf"(?<![\d.]){OCTET}(?:\.{OCTET}){{3}}(?!\.?\d)")  # not inside a longer dotted number
-PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]\d{3}[ .-]\d{4}(?!\w)"  # +1 (555) 123-4567
-                   r"|(?<![\w+])\+\d{1,3}(?:[ .-]\d{2,4}){2,4}(?!\w)")                            # +44 20 7946 0958
-PII = [("email", EMAIL, "<EMAIL>"), ("ipv4", IPV4, "<IP>"), ("phone", PHONE, "<PHONE>")]
+PII = [("email", EMAIL, "<EMAIL>"), ("ipv4", IPV4, "<IP>")]  # + phone numbers in every format: pii.py
 # What every match must contain, found by a simpler (so several times faster) scan: prose without "@"
 # or digit runs skips the slow patterns. A filter, never a change of what matches.
-MUST_CONTAIN = {"email": re.compile("@"), "ipv4": re.compile(r"\d\.\d"), "phone": re.compile(r"\d{3}|\+\d")}
+MUST_CONTAIN = {"email": re.compile("@"), "ipv4": re.compile(r"\d\.\d")}
 
 
-def scrub_pii(text, counts):
-    """Replace every match by its placeholder; counts[name] += number of replacements."""
+def scrub_pii(text, counts, is_code=False):
+    """Replace every match by its placeholder; counts[name] += number of replacements (phone numbers:
+    also counts["phone_<format>"], from pii.mask_phones; in code, bare ten-digit integers stay)."""
     for name, pattern, placeholder in PII:
         n = 0
         if MUST_CONTAIN[name].search(text):
             text, n = pattern.subn(placeholder, text)
         counts[name] = counts.get(name, 0) + n
-    return text
+    counts.setdefault("phone", 0)
+    return mask_phones(text, counts, is_code)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -205,7 +208,7 @@ def duplicate_ngrams(doc):
 
 QUALITY = [word_count, mean_word_length, symbol_ratio, bullet_lines, ellipsis_lines, alpha_words, stop_words]
 REPETITION = [duplicate_lines, duplicate_paragraphs, top_ngrams, duplicate_ngrams]
-RULE_NAMES = ["gutenberg", "pii"] + [r.__name__ for r in QUALITY + REPETITION]
+RULE_NAMES = ["gutenberg", "pii"] + [r.__name__ for r in QUALITY + REPETITION] + CJK_RULE_NAMES
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -215,7 +218,7 @@ def new_counters():
     """Per rule: docs changed or removed, characters removed. Plus PII matches, script shares (characters
     per script) and the names of the first few documents each rule removed."""
     return {"rules": {name: {"docs": 0, "chars": 0} for name in RULE_NAMES},
-            "pii_matches": {name: 0 for name, _, _ in PII}, "scripts": {}, "removed_examples": {}}
+            "pii_matches": {**{name: 0 for name, _, _ in PII}, "phone": 0}, "scripts": {}, "removed_examples": {}}
 
 
 def clean_document(text, is_code, skip, counters, name=None):
@@ -229,15 +232,17 @@ def clean_document(text, is_code, skip, counters, name=None):
             rules["gutenberg"]["chars"] += len(text) - len(stripped)
         text = stripped
     if "pii" not in skip:
-        scrubbed = scrub_pii(text, counters["pii_matches"])
+        scrubbed = scrub_pii(text, counters["pii_matches"], is_code)
         if scrubbed != text:
             rules["pii"]["docs"] += 1
             rules["pii"]["chars"] += len(text) - len(scrubbed)  # net change: placeholders replace matches
         text = scrubbed
     script = detect_script(text)
     counters["scripts"][script] = counters["scripts"].get(script, 0) + len(text)
-    if is_code or script != "latin":
+    if is_code or script not in ("latin", "cjk"):
         return text
+    if script == "cjk":  # Chinese gets FineWeb-2's character-based rules; Japanese and Korean would need theirs
+        return apply_cjk_rules(text, skip, counters, name) if detect(text)[0] == "zh" else text
     doc = cut_up(text)
     for rule in QUALITY + REPETITION:
         if rule.__name__ not in skip and rule(doc):
