@@ -27,7 +27,6 @@ import argparse
 import json
 import math
 import os
-import pickle
 import shutil
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from tqdm import tqdm
 import clean
 import contamination
 import dedup
+import language
 import mix
 import prepare_report as report
 import shards
@@ -48,37 +48,6 @@ import tokenizer
 from common import UserError, cli, publish_dir, release_lock, reset_peak_rss, rss_bytes, run_lock, write_atomic
 
 DEFAULT_MIX = "shakespeare=0.7,code=0.3"
-
-# ---------------------------------------------------------------------------------------------------------
-# Stage keys: everything a stage's output depends on, so a cached result is never the wrong one
-
-
-def stage_keys(args, shard_list):
-    """{"clean": [key per shard], "dedup", "lines", "tokenizer"}. Each key hashes the stage's inputs (the
-    previous stage's key), every option the stage reads, and the code version. tests/test_prepare_shards.py
-    changes each option in turn and checks that its stage's key changes."""
-    code = shards.code_version()
-    skip = sorted(clean.RULE_NAMES) if args.no_clean else sorted(set(args.skip_rule))
-    clean_opts = [skip, args.text_field, args.max_doc_mb, args.hf_docs]
-    clean_keys = [shards.key_of("clean", s["source"], s["kind"], s["stamp"], clean_opts, code) for s in shard_list]
-    dedup_key = shards.key_of("dedup", clean_keys, args.no_dedup, args.dedup_threshold, code)
-    lines_key = shards.key_of("lines", dedup_key, args.line_dedup_docs, code)
-    tok = tokenizer.tokenizer_hash(args.tokenizer) if args.tokenizer else None
-    tok_key = shards.key_of("tokenizer", lines_key, args.val_frac, args.seed, args.vocab_size, args.tokenizer_mb,
-                            tok, code)
-    return {"clean": clean_keys, "dedup": dedup_key, "lines": lines_key, "tokenizer": tok_key}
-
-
-def load_cached(path, build, no_cache, label):
-    """A global step's result, as a pickle under its key (a work dir of its own when --no-cache)."""
-    if path.exists() and not no_cache:
-        print(f"{label}: reusing {path}")
-        with open(path, "rb") as f:
-            return pickle.load(f)
-    result = build()
-    write_atomic(path, lambda f: pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL))
-    return result
-
 
 # ---------------------------------------------------------------------------------------------------------
 # 2. Dedup across all shards: exact keys, then LSH one band at a time
@@ -317,12 +286,18 @@ def merge_counts(shard_list, results, names):
             if k == "scripts":
                 for script, n in v.items():
                     st["scripts"][script] = st["scripts"].get(script, 0) + n
+            elif k == "languages":  # {lang: {docs, chars, kept}} from the --languages filter
+                for lang, row in v.items():
+                    mine = st.setdefault("languages", {}).setdefault(lang, {"docs": 0, "chars": 0, "kept": 0})
+                    for field, n in row.items():
+                        mine[field] += n
             else:
                 st[k] = st.get(k, 0) + v
         c = r["counters"]
-        for rule, v in c["rules"].items():
-            counters["rules"][rule]["docs"] += v["docs"]
-            counters["rules"][rule]["chars"] += v["chars"]
+        for rule, v in c["rules"].items():  # + language_filter, quality_classifier when asked for
+            row = counters["rules"].setdefault(rule, {"docs": 0, "chars": 0})
+            row["docs"] += v["docs"]
+            row["chars"] += v["chars"]
         for k, v in c["pii_matches"].items():
             counters["pii_matches"][k] += v
         for rule, examples in c["removed_examples"].items():
@@ -342,9 +317,12 @@ def build(args, argv, out, tmp_out, work):
     opts = {"cache_dir": args.cache_dir, "shard_mb": args.shard_mb, "code_mb": args.code_mb, "hf_docs": args.hf_docs,
             "text_field": args.text_field, "max_doc_mb": args.max_doc_mb, "executor": args.executor,
             "ray_address": args.ray_address, "workers": args.workers,
-            "skip": sorted(clean.RULE_NAMES) if args.no_clean else sorted(set(args.skip_rule))}
+            "skip": sorted(clean.RULE_NAMES) if args.no_clean else sorted(set(args.skip_rule)),
+            "languages": sorted(language.parse_languages(args.languages) or []) if args.languages else None,
+            "quality_model": str(args.quality_model) if args.quality_model else None,
+            "quality_threshold": args.quality_threshold}
     shard_list = sources.plan_shards(source_list, opts)
-    keys = stage_keys(args, shard_list)
+    keys = shards.stage_keys(args, shard_list)
     stages = {"_t": (time.perf_counter(), time.process_time())}
     reset_peak_rss()
 
@@ -354,10 +332,10 @@ def build(args, argv, out, tmp_out, work):
     if not len(index["shard"]):
         raise UserError(f"{', '.join(names)}: no documents left after reading and cleaning; nothing written")
 
-    keep, dedup_report = load_cached(work / "stages" / f"dedup-{keys['dedup']}.pkl",
+    keep, dedup_report = shards.load_cached(work / "stages" / f"dedup-{keys['dedup']}.pkl",
                                      lambda: deduplicate(clean_dirs, index, args, work), args.no_cache, "dedup")
     lap(stages, "dedup", docs_in=int(len(keep)), docs_out=int(keep.sum()))
-    boilerplate = load_cached(work / "stages" / f"lines-{keys['lines']}.pkl",
+    boilerplate = shards.load_cached(work / "stages" / f"lines-{keys['lines']}.pkl",
                               lambda: boilerplate_lines(clean_dirs, index, keep, args.line_dedup_docs),
                               args.no_cache, "lines")
     lap(stages, "line counts", distinct_lines_removed=int(len(boilerplate)))
@@ -469,6 +447,9 @@ def parse_args(argv):
                    "(0 = all ~1,800 files; 6 MB covers the default 30%% code share)")
     p.add_argument("--max-doc-mb", type=float, default=16, help="text files above this are split into pieces")
     p.add_argument("--no-clean", action="store_true", help="apply no cleaning rule")
+    p.add_argument("--languages", help="keep only prose in these languages, e.g. zh,en (language.py)")
+    p.add_argument("--quality-model", help="a quality.py classifier (.npz): drop prose it scores low")
+    p.add_argument("--quality-threshold", type=float, help="the score to keep (default: the model's own)")
     p.add_argument("--skip-rule", action="append", default=[], choices=clean.RULE_NAMES, help="skip one rule")
     p.add_argument("--no-dedup", action="store_true")
     p.add_argument("--dedup-threshold", type=float, default=0.8, help="Jaccard of word 5-grams")
@@ -514,6 +495,11 @@ def check_args(args):
     for f in args.contamination:
         if not Path(f).is_file():
             raise UserError(f"{f}: no such file (--contamination)")
+    language.parse_languages(args.languages)  # an unknown code is an error now, not after the first shard
+    if args.quality_model and not Path(args.quality_model).is_file():
+        raise UserError(f"{args.quality_model}: no such file (--quality-model; `python quality.py` trains one)")
+    if args.quality_threshold is not None and (not args.quality_model or not 0 <= args.quality_threshold <= 1):
+        raise UserError(f"--quality-threshold {args.quality_threshold}: needs --quality-model, and a score in [0, 1]")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ functions, the same files, so the bins come out byte-identical.
 import hashlib
 import json
 import os
+import pickle
 import re
 import shutil
 import socket
@@ -28,9 +29,11 @@ from tqdm import tqdm
 
 import clean
 import dedup
+import language
+import quality
 import sources
 import tokenizer
-from common import ROOT, UserError, peak_rss_mb
+from common import ROOT, UserError, peak_rss_mb, write_atomic
 
 LINE_MIN_CHARS = 20  # shorter lines ("Exeunt.", "else:", "}") repeat for good reasons; never line-deduped
 
@@ -151,6 +154,31 @@ def line_key(line):
     return dedup.word_hash(line) if len(line) >= LINE_MIN_CHARS else None
 
 
+QUALITY_MODELS = {}  # path -> loaded model: once per worker process, not once per document
+
+
+def model_filters(text, opts, counters, stats):
+    """The two filters that use a model rather than a rule, after clean.py's rules, prose only:
+    --languages (language.py: py3langid, kept at probability >= 0.5) and --quality-threshold (quality.py's
+    classifier). A removal is counted as a rule, so the report's rule table shows it; stats["languages"]
+    holds documents and characters per detected language."""
+    rules = counters["rules"]
+    if opts.get("languages"):
+        keep, _, _ = language.check_language(text, set(opts["languages"]), stats.setdefault("languages", {}))
+        if not keep:
+            row = rules.setdefault("language_filter", {"docs": 0, "chars": 0})
+            row["docs"], row["chars"] = row["docs"] + 1, row["chars"] + len(text)
+            return None
+    if opts.get("quality_model"):
+        path = opts["quality_model"]
+        model = QUALITY_MODELS.get(path) or QUALITY_MODELS.setdefault(path, quality.load(path))
+        if not quality.passes(model, text, opts.get("quality_threshold")):
+            row = rules.setdefault("quality_classifier", {"docs": 0, "chars": 0})
+            row["docs"], row["chars"] = row["docs"] + 1, row["chars"] + len(text)
+            return None
+    return text
+
+
 def clean_shard(shard, opts, folder):
     """One shard -> folder/: text.bin (cleaned UTF-8 texts back to back), offsets.npy (n + 1,), exact.npy
     (n, 2) uint64, has_words.npy (n,), sig.bin (n, num_perm) uint32, lines.bin (each document's distinct
@@ -184,6 +212,8 @@ def clean_shard(shard, opts, folder):
                 stats["bytes"] += len(doc["text"].encode("utf-8", "surrogatepass"))
                 text = clean.clean_document(doc["text"], shard["is_code"], skip, counters,
                                             f"{shard['source']}/{doc['name']}")
+                if text is not None and not shard["is_code"]:
+                    text = model_filters(text, opts, counters, stats)
                 if text is None or not text.strip():
                     continue
                 data = text.encode("utf-8", "surrogatepass")
@@ -399,3 +429,36 @@ def run_stage(name, fn, tasks, sizes, opts):
               "cpu_seconds": round(sum(r.get("cpu_seconds", 0) for r in results if not r.get("reused")), 2),
               "worker_peak_rss_mb": round(max([r.get("peak_rss_mb") or 0 for r in results] or [0]), 1)}
     return results, record
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stage keys: everything a stage's output depends on, so a cached result is never the wrong one
+
+
+def stage_keys(args, shard_list):
+    """{"clean": [key per shard], "dedup", "lines", "tokenizer"}. Each key hashes the stage's inputs (the
+    previous stage's key), every option the stage reads, and the code version. tests/test_prepare_shards.py
+    changes each option in turn and checks that its stage's key changes."""
+    code = code_version()
+    skip = sorted(clean.RULE_NAMES) if args.no_clean else sorted(set(args.skip_rule))
+    quality_model = sources.stamp(args.quality_model) if args.quality_model else None
+    clean_opts = [skip, args.text_field, args.max_doc_mb, args.hf_docs, args.languages, quality_model,
+                  args.quality_threshold]
+    clean_keys = [key_of("clean", s["source"], s["kind"], s["stamp"], clean_opts, code) for s in shard_list]
+    dedup_key = key_of("dedup", clean_keys, args.no_dedup, args.dedup_threshold, code)
+    lines_key = key_of("lines", dedup_key, args.line_dedup_docs, code)
+    tok = tokenizer.tokenizer_hash(args.tokenizer) if args.tokenizer else None
+    tok_key = key_of("tokenizer", lines_key, args.val_frac, args.seed, args.vocab_size, args.tokenizer_mb,
+                            tok, code)
+    return {"clean": clean_keys, "dedup": dedup_key, "lines": lines_key, "tokenizer": tok_key}
+
+
+def load_cached(path, build, no_cache, label):
+    """A global step's result, as a pickle under its key (a work dir of its own when --no-cache)."""
+    if path.exists() and not no_cache:
+        print(f"{label}: reusing {path}")
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    result = build()
+    write_atomic(path, lambda f: pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL))
+    return result

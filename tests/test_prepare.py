@@ -27,7 +27,10 @@ def prose(seed, n_words=120):
     return "\n".join(" ".join(words[i:i + 12]) + "." for i in range(0, n_words, 12))
 
 
-CHINESE = "数据清洗是预训练中最重要的工作之一。重复的文档会让模型记住而不是学习。" * 4
+CHINESE = ("新华社北京一月一日电。今天，首都各界人士在人民大会堂举行新年联欢会，共同庆祝一九九八年的到来。"
+           "国家领导人同大家一起观看了演出，并向全国各族人民致以新年的祝贺。会场气氛热烈，"
+           "文艺工作者表演了歌舞、戏曲和杂技等精彩节目。\n许多群众表示，新的一年里要努力工作，为国家的发展作出贡献。")
+# (real news prose: clean_cjk's character rules keep it; a repeated sentence would be removed as repetition)
 
 
 def build_corpus(root):

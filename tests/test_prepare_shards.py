@@ -119,7 +119,7 @@ ORDER = ["clean", "dedup", "lines", "tokenizer"]
 def keys_for(root, *extra):
     args = prepare.parse_args(["--input", str(root / "notes"), "code", "--shard-mb", "0.004", *extra])
     opts = {"shard_mb": args.shard_mb, "code_mb": args.code_mb, "hf_docs": args.hf_docs, "cache_dir": "unused"}
-    return prepare.stage_keys(args, sources.plan_shards(sources.parse_inputs(args.input), opts))
+    return shards.stage_keys(args, sources.plan_shards(sources.parse_inputs(args.input), opts))
 
 
 @pytest.mark.parametrize("change,stage", OPTIONS, ids=[" ".join(c) for c, _ in OPTIONS])
