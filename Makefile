@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test venv incidents clean
+.PHONY: demo test venv incidents clean course
 
 # The venv is (re)built when requirements.txt changes; the stamp file records a finished install.
 $(VENV)/.installed: requirements.txt
@@ -32,10 +32,19 @@ incidents: venv
 	$(PY) incidents.py $(INCIDENTS_ARGS)
 
 # Controlled experiments (README: Controlled experiments, sweeps.py): 1-5 min each -> report/sweeps/NAME/report.md
-# sweep-clean, sweep-vocab: data experiments (sweeps_data.py); sweep-scaling: the Chinchilla study (~30 min);
+# sweep-clean, sweep-vocab: data experiments (sweeps_data.py); sweep-scaling: the Chinchilla study (49 min measured);
 # sweep-lr_1b, sweep-batch_1b, sweep-warmup_1b: the plan's values at config/1b.py (GPU hours, see each file)
 .PHONY: sweep-mix sweep-lr sweep-batch sweep-warmup sweep-schedule sweep-ckpt sweep-seed sweep-clean sweep-vocab \
         sweep-scaling sweep-lr_1b sweep-batch_1b sweep-warmup_1b
 sweep-mix sweep-lr sweep-batch sweep-warmup sweep-schedule sweep-ckpt sweep-seed sweep-clean sweep-vocab \
 sweep-scaling sweep-lr_1b sweep-batch_1b sweep-warmup_1b: venv
 	$(PY) sweeps.py $(@:sweep-%=%)
+
+# The whole plan in one command (course.py): week 1 data, week 2 incidents, week 3 the main run (stopped by
+# SIGTERM and resumed), week 4 the sweeps, then report/course/retrospective.md. COURSE_MINUTES sizes every
+# stage; BASE is the main run's config (config/124m.py on a rented GPU); COURSE_SWEEPS picks week 4's experiments.
+COURSE_MINUTES ?= 60
+BASE ?= config/tiny.py
+COURSE_SWEEPS ?= lr,batch,warmup,mix,clean,scaling
+course: venv
+	$(PY) course.py --minutes $(COURSE_MINUTES) --base $(BASE) --sweeps $(COURSE_SWEEPS)

@@ -111,7 +111,8 @@ def sample_text(data_dir, out_file, max_tokens=400_000):
 # the four weeks
 
 
-def course(minutes=60, base="config/tiny.py", quick=False, price=0.0, out="out/course", report="report/course"):
+def course(minutes=60, base="config/tiny.py", quick=False, price=0.0, out="out/course", report="report/course",
+           sweeps=None):
     sizes, out, report = scaled(minutes, quick), Path(out), Path(report)
     log = {"dir": ROOT / report, "stages": []}
     t0 = time.time()
@@ -132,7 +133,7 @@ def course(minutes=60, base="config/tiny.py", quick=False, price=0.0, out="out/c
     stage(log, "week3_eval", [ROOT / "eval.py", "--ckpt", out / "main"] + (["--max-tokens", "20000"] if quick else []))
     # week 4: the controlled experiments
     sweep_set = ["--set", f"max_iters={sizes['sweep_iters']}", f"lr_decay_iters={sizes['sweep_iters']}"]
-    for name in (["lr"] if quick else SWEEPS):
+    for name in sweeps or (["lr"] if quick else SWEEPS):
         extra = ["--jobs", str(sizes["scaling_jobs"])] if name == "scaling" else sweep_set
         stage(log, f"week4_sweep_{name}", [ROOT / "sweeps.py", name, *extra])
     # the retrospective
@@ -148,12 +149,17 @@ def main(argv=None):
     parser.add_argument("--base", default="config/tiny.py", help="the main run's config (config/124m.py on a GPU)")
     parser.add_argument("--price", type=float, default=0.0, help="USD per device-hour, for the cost lines")
     parser.add_argument("--quick", action="store_true", help="tiny everything (make test's shortened course)")
+    parser.add_argument("--sweeps", help=f"week 4's experiments, comma-separated (default: {','.join(SWEEPS)})")
     parser.add_argument("--out", default="out/course")
     parser.add_argument("--report", default="report/course")
     args = parser.parse_args(argv)
     if args.minutes <= 0:
         raise UserError(f"--minutes {args.minutes}: want a positive budget")
-    course(args.minutes, args.base, args.quick, args.price, args.out, args.report)
+    sweeps = args.sweeps.split(",") if args.sweeps else None
+    unknown = sorted(set(sweeps or []) - set(SWEEPS))
+    if unknown:
+        raise UserError(f"--sweeps: unknown experiment(s) {', '.join(unknown)}; choose from {', '.join(SWEEPS)}")
+    course(args.minutes, args.base, args.quick, args.price, args.out, args.report, sweeps)
     return 0
 
 
