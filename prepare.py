@@ -298,8 +298,8 @@ def merge_counts(shard_list, results, names):
             row = counters["rules"].setdefault(rule, {"docs": 0, "chars": 0})
             row["docs"] += v["docs"]
             row["chars"] += v["chars"]
-        for k, v in c["pii_matches"].items():
-            counters["pii_matches"][k] += v
+        for k, v in c["pii_matches"].items():  # email, ipv4, phone + phone_<format> (pii.py)
+            counters["pii_matches"][k] = counters["pii_matches"].get(k, 0) + v
         for rule, examples in c["removed_examples"].items():
             mine = counters["removed_examples"].setdefault(rule, [])
             mine += examples[:3 - len(mine)]

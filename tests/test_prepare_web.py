@@ -21,6 +21,14 @@ def web(tmp_path):
     for page in FIXTURES.glob("*_page.html"):
         shutil.copy(page, pages / page.name)
     write_warc(tmp_path / "crawl.warc.gz")
+    prose = ("Our bookshop on the corner of Mill Street has been selling second-hand novels, maps and old "
+             "cookery books since the winter of 1952. The shelves are crowded, the floor creaks, and the owner "
+             "still writes every price by hand in pencil on the first page. Children come for the comics on "
+             "Saturday mornings, students for cheap editions of the classics, and collectors for the locked "
+             "cabinet of first editions behind the counter. We buy whole libraries as well as single volumes, "
+             "and we are happy to search for a title you have been missing for years")
+    (pages / "contact.html").write_text(f"<html><body><article><p>{prose}. Call us on +1 (555) 123-4567 or "
+                                        "2831823829, and we will be glad to help you.</p></article></body></html>")
     return tmp_path
 
 
@@ -34,7 +42,9 @@ def build(tmp_path, *extra):
 
 def test_html_and_warc_inputs_become_documents(web):
     meta = build(web)
-    assert meta["sources"]["pages"]["docs"] == 2  # the two fixture pages
+    assert meta["sources"]["pages"]["docs"] == 3  # the two fixture pages and the contact page
+    assert meta["cleaning"]["pii_matches"]["phone"] == 2  # both formats masked (pii.py), counted per format
+    assert sum(v for k, v in meta["cleaning"]["pii_matches"].items() if k.startswith("phone_")) == 2
     assert meta["sources"]["crawl"]["docs"] == 2  # the two HTML responses (not the image, not the 404)
     assert meta["bins"]["train.bin"]["tokens"] > 0
 
@@ -43,7 +53,7 @@ def test_the_language_filter_keeps_only_the_asked_languages(web):
     meta = build(web, "--languages", "en")
     removed = meta["cleaning"]["rules"]["language_filter"]["docs"]
     assert removed == 2  # the People's Daily page, in the folder and in the crawl
-    assert meta["sources"]["pages"]["kept_docs"] == 1 and meta["sources"]["crawl"]["kept_docs"] == 1
+    assert meta["sources"]["pages"]["kept_docs"] == 2 and meta["sources"]["crawl"]["kept_docs"] == 1
 
 
 def test_the_quality_classifier_removes_what_it_scores_low(web):
