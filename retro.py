@@ -119,7 +119,9 @@ def sweep_line(name, result):
     metric = result.get("metric", "val_loss")
     cells = ", ".join(f"{label} {row[metric]:.3f}" for label, row in rows.items()
                       if isinstance(row.get(metric), (int, float)))
-    winner = result.get("winner") or "no winner (inside the seed noise)"
+    winner = result.get("winner") or "no winner"
+    if "no winner" in result.get("conclusion", ""):  # sweeps.py names the best row, then judges its margin
+        winner = f"best row {winner}, but no winner beyond the seed band"
     return f"**{result.get('title', name)}** ({metric.replace('_', ' ')}: {cells}): {winner}. {result.get('conclusion', '')}"
 
 
