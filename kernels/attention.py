@@ -501,8 +501,8 @@ def compile_report(arch=90):
 
 
 if __name__ == "__main__":
-    if "--compile-report" in sys.argv:
-        compile_report()
+    if "--compile-report" in sys.argv:  # --arch 80 for an A100, 90 (default) for an H100
+        compile_report(int(sys.argv[sys.argv.index("--arch") + 1]) if "--arch" in sys.argv else 90)
     elif not torch.cuda.is_available():
         print("kernels/attention.py: no CUDA GPU here, so there is nothing to time. What can be checked on a "
               "CPU: `python -m pytest -q tests/test_kernels.py` (the kernels under the Triton "
