@@ -38,8 +38,9 @@ def encoding_speed(spec, text):
 # (minus the cost of a larger embedding and output layer). BPE vocabularies nest (a smaller one is a prefix
 # of a larger one's merges), so ours trains once at the largest size and reports the time to reach each.
 
-def sentencepiece_row(kind, train_file, size, held_out, workdir):
-    """Train a sentencepiece model; return (tokens on held_out, seconds) or the reason it failed."""
+def sentencepiece_row(kind, train_file, size, held_out, workdir, groups=None):
+    """Train a sentencepiece model; return (tokens on held_out, seconds, {lang: tokens on its share}) or the
+    reason it failed."""
     import sentencepiece as spm
     prefix, start = str(Path(workdir) / f"{kind}{size}"), time.perf_counter()
     try:  # byte_fallback: unknown characters become bytes, as in a byte-level BPE; identity: no rewriting
@@ -52,9 +53,34 @@ def sentencepiece_row(kind, train_file, size, held_out, workdir):
         return "sentencepiece: " + str(e).split("] ")[-1].split(". ")[0]  # e.g. "Vocabulary size too high (40000)"
     seconds = time.perf_counter() - start
     sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
-    # sentencepiece reads one line at a time and has no newline piece: each "\n" costs one byte token
-    lines = held_out.split("\n")
-    return sum(len(ids) for ids in sp.encode(lines)) + len(lines) - 1, seconds
+
+    def count(text):  # sentencepiece reads a line at a time, no newline piece: each "\n" costs a byte token
+        lines = text.split("\n")
+        return sum(len(ids) for ids in sp.encode(lines)) + len(lines) - 1
+    return count(held_out), seconds, {lang: count(text) for lang, text in (groups or {}).items()}
+
+
+def language_groups(held_out, min_share=0.01):
+    """The held-out text's lines grouped by language (language.py's detector, one line at a time): what
+    bytes/token and characters/token are per language. Languages under min_share of the characters go."""
+    from language import detect
+    groups = {}
+    for line in held_out.split("\n"):
+        if line.strip():
+            groups.setdefault(detect(line)[0], []).append(line)
+    total = sum(len(line) for lines in groups.values() for line in lines)
+    return {lang: "\n".join(lines) for lang, lines in sorted(groups.items())
+            if sum(map(len, lines)) >= min_share * total}
+
+
+def print_per_language(per_language, groups):
+    """bytes/token and characters/token of each tokenizer on each language's share of the held-out text."""
+    print("\nper language (held-out lines grouped by language.py): bytes/token, characters/token")
+    print(f"{'tokenizer':<22} {'vocab':>7} " + " ".join(f"{lang + ' B/t':>9} {lang + ' c/t':>9}" for lang in groups))
+    for (name, size), counts in per_language.items():
+        cells = [f"{len(groups[g].encode('utf-8')) / counts[g]:>9.3f} {len(groups[g]) / counts[g]:>9.3f}"
+                 for g in groups]
+        print(f"{name:<22} {size:>7,} " + " ".join(cells))
 
 
 def compare(texts, sizes, out_dir, sentencepiece=True):
@@ -72,6 +98,7 @@ def compare(texts, sizes, out_dir, sentencepiece=True):
     split_s = time.perf_counter() - start
     merges, seconds = train_merges(chunks, max(sizes) - 257)
     rows, largest = [], None  # (tokenizer, vocab size, held-out tokens or reason, train seconds)
+    groups, per_language = language_groups(held_out), {}  # {lang: its held-out lines}, {(name, size): {lang: tokens}}
     for size in sizes:
         n = size - 257
         if n < 0 or n > len(merges):
@@ -80,13 +107,17 @@ def compare(texts, sizes, out_dir, sentencepiece=True):
             continue
         largest = {"pattern": pattern, "merges": merges[:n], "special_tokens": {EOT: 256 + n}, "n_vocab": size,
                    "hash": f"compare{size}"}
-        tokens = len(encoding_from_spec(largest).encode_ordinary(held_out))
+        enc = encoding_from_spec(largest)
+        tokens = len(enc.encode_ordinary(held_out))
         rows.append(("bpe (ours)", size, tokens, split_s + (seconds[n - 1] if n else 0)))
+        per_language[("bpe (ours)", size)] = {g: len(enc.encode_ordinary(t)) for g, t in groups.items()}
     with tempfile.TemporaryDirectory() as workdir:  # sentencepiece reads a file and writes model files
         (Path(workdir) / "train.txt").write_text(train_text, encoding="utf-8")
         for kind, size in [(kind, size) for kind in ("bpe", "unigram") for size in sizes if sentencepiece]:
-            result = sentencepiece_row(kind, str(Path(workdir) / "train.txt"), size, held_out, workdir)
-            rows.append((f"sentencepiece {kind}", size) + (result if isinstance(result, tuple) else (result, None)))
+            result = sentencepiece_row(kind, str(Path(workdir) / "train.txt"), size, held_out, workdir, groups)
+            rows.append((f"sentencepiece {kind}", size) + (result[:2] if isinstance(result, tuple) else (result, None)))
+            if isinstance(result, tuple):
+                per_language[(f"sentencepiece {kind}", size)] = result[2]
     print(f"{'tokenizer':<22} {'vocab':>7} {'bytes/token':>11} {'chars/token':>11} {'tokens':>11} "
           f"{'vs first':>8} {'train s':>8}")
     first = next((r[2] for r in rows if isinstance(r[2], int)), None)
@@ -96,13 +127,15 @@ def compare(texts, sizes, out_dir, sentencepiece=True):
             continue
         print(f"{name:<22} {size:>7,} {n_bytes / tokens:>11.3f} {len(held_out) / tokens:>11.3f} {tokens:>11,} "
               f"{tokens / first:>8.3f} {secs:>8.1f}")
+    if len(groups) > 1:
+        print_per_language(per_language, groups)
     if largest:  # how fast the trained merges encode, and a last check that both encoders agree
         fast, slow, same = encoding_speed(largest, held_out[:1_000_000])
         print(f"encoding with the {largest['n_vocab']:,}-token BPE: tiktoken {fast:.1f} MB/s, reference encoder "
               f"{slow:.2f} MB/s, identical ids: {same}")
     plot_compare(rows, n_bytes, out_dir / "compare.png")
     print(f"peak memory {peak_rss_mb():,.0f} MB; wrote {out_dir / 'compare.png'}")
-    return rows
+    return rows, per_language, groups
 
 
 def plot_compare(rows, n_bytes, path):

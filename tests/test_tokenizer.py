@@ -15,6 +15,8 @@ from hypothesis import given, settings, strategies as st
 import tokenizer as T
 import tokenizer_compare
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 # pieces that probe the split pattern's edges: contractions, CJK vs punctuation, digits, every kind of space
 TRICKY = ["'s", "'LL", "don't", " ", "  ", "\n", "\r\n", "\t", "\u3000", "\xa0", "\x1c", "\x00", "中", "文",
@@ -220,7 +222,8 @@ def test_compare_command(corpus, tmp_path, capsys):
     pytest.importorskip("sentencepiece")
     src = tmp_path / "text.txt"
     src.write_text(corpus[0][1][:60_000] + corpus[1][:8_000], encoding="utf-8")
-    rows = tokenizer_compare.main(["--input", str(src), "--sizes", "400,700,100000", "--out", str(tmp_path / "cmp")])
+    rows, _, _ = tokenizer_compare.main(["--input", str(src), "--sizes", "400,700,100000", "--out",
+                                         str(tmp_path / "cmp")])
     printed = capsys.readouterr().out
     assert (tmp_path / "cmp" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ours = [tokens for name, size, tokens, _ in rows if name == "bpe (ours)"]
@@ -236,3 +239,24 @@ def test_fast_trainer_equals_textbook_loop_on_small_alphabets(texts):
     # few letters make ties and "the same bytes built two ways" (aa+b vs a+ab) common
     chunks = T.count_chunks(texts, T.split_pattern())
     assert T.train_merges(chunks, 40)[0] == T.train_naive(chunks, 40)
+
+
+def test_compare_reports_bytes_and_characters_per_token_per_language(corpus, tmp_path, capsys):
+    """English and Chinese lines interleaved: each language's share of the held-out text is encoded apart;
+    a Chinese character is 3 UTF-8 bytes, so Chinese has far more bytes per character than English."""
+    english = [line for line in corpus[0][1].split("\n") if len(line) > 30][:400]
+    chinese = [line for line in (FIXTURES / "zh_news_page.expected.txt").read_text().split("\n") if len(line) > 10]
+    lines = [line for pair in zip(english, chinese * (len(english) // len(chinese) + 1)) for line in pair]
+    src = tmp_path / "mixed.txt"
+    src.write_text("\n".join(lines), encoding="utf-8")
+    rows, per_language, groups = tokenizer_compare.main(["--input", str(src), "--sizes", "400,600",
+                                                         "--no-sentencepiece", "--out", str(tmp_path / "cmp")])
+    # line-level language ID calls a few short verse lines Icelandic or Javanese: real, and reported as such
+    assert {"en", "zh"} <= set(groups) and "per language" in capsys.readouterr().out
+    for (name, size), counts in per_language.items():
+        total = dict(((r[0], r[1]), r[2]) for r in rows)[(name, size)]
+        assert abs(sum(counts.values()) - total) <= 0.05 * total  # the groups partition the held-out lines
+        zh_bytes_per_char = len(groups["zh"].encode("utf-8")) / len(groups["zh"])
+        assert zh_bytes_per_char > 2.5 and counts["zh"] > 0 and counts["en"] > 0
+    small, large = per_language[("bpe (ours)", 400)], per_language[("bpe (ours)", 600)]
+    assert large["zh"] <= small["zh"] and large["en"] <= small["en"]  # more merges, fewer tokens in each
