@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from clean_cjk import CJK_RULE_NAMES, apply_cjk_rules
+from clean_cjk import CJK_RULE_NAMES, apply_cjk_rules, duplicate_fraction  # one counter for both scripts
 from dedup import local_ids, ngram_hashes
 from language import detect
 from pii import mask_phones
@@ -139,16 +139,6 @@ def stop_words(doc):        # "does not contain at least two of the following En
 
 # ---------------------------------------------------------------------------------------------------------
 # 3. Gopher repetition rules (table A1): a document is removed if any fraction exceeds its limit.
-
-def duplicate_fraction(items):
-    """(fraction of items that repeat an earlier item, fraction of characters in those repeats)."""
-    seen, dup_items, dup_chars = set(), 0, 0
-    for item in items:
-        if item in seen:
-            dup_items, dup_chars = dup_items + 1, dup_chars + len(item)
-        seen.add(item)
-    return dup_items / max(1, len(items)), dup_chars / max(1, sum(map(len, items)))
-
 
 def duplicate_lines(doc):       # duplicate line fraction > 0.30, characters in duplicate lines > 0.20
     items, chars = duplicate_fraction(doc.lines)

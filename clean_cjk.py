@@ -87,22 +87,23 @@ def punct_lines(doc):        # FineWeb-2 cmn line_punct_thr 0.106: at most 10.6%
 # ---------------------------------------------------------------------------------------------------------
 # Repetition rules (FineWeb-2 cmn_Hani.yml; Gopher's table A1 for the definitions)
 
-def duplicate_lines_of(lines):
-    """(fraction of lines that repeat an earlier line, fraction of characters in those repeats)."""
-    seen, dup_lines, dup_chars = set(), 0, 0
-    for line in lines:
-        if line in seen:
-            dup_lines, dup_chars = dup_lines + 1, dup_chars + len(line)
-        seen.add(line)
-    return dup_lines / max(1, len(lines)), dup_chars / max(1, sum(map(len, lines)))
+def duplicate_fraction(items):
+    """(fraction of items that repeat an earlier item, fraction of characters in those repeats): lines or
+    paragraphs, any script. clean.py's Gopher rules call it too."""
+    seen, dup_items, dup_chars = set(), 0, 0
+    for item in items:
+        if item in seen:
+            dup_items, dup_chars = dup_items + 1, dup_chars + len(item)
+        seen.add(item)
+    return dup_items / max(1, len(items)), dup_chars / max(1, sum(map(len, items)))
 
 
 def duplicate_lines(doc):    # FineWeb-2 cmn dup_line_frac 0.287
-    return duplicate_lines_of(doc.lines)[0] > 0.287
+    return duplicate_fraction(doc.lines)[0] > 0.287
 
 
 def duplicate_line_chars(doc):  # FineWeb-2 char_duplicates_ratio 0.1 (the same for every language)
-    return duplicate_lines_of(doc.lines)[1] >= 0.1
+    return duplicate_fraction(doc.lines)[1] >= 0.1
 
 
 # FineWeb-2 counts n-grams of *words*. A word of the People's Daily corpus is 1.76 characters on average

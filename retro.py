@@ -271,10 +271,8 @@ def answer_duplicates(a, f):
 
 def answer_memory(a, f):
     """The planner's prediction for config/1b.py: a computed prediction, labelled as one."""
-    from model import GPTConfig
-    from plan import counts, memory_plan
-    c = GPTConfig(block_size=2048, vocab_size=32000, n_layer=22, n_head=32, n_kv_head=4, n_embd=2048,
-                  ffn_hidden=5632, tie_embeddings=False)
+    from plan import counts, memory_plan, read_config
+    c = read_config(str(Path(__file__).resolve().parent / "config" / "1b.py"))[0]  # the config itself, not a copy
     n = counts(c)[0]
     p = memory_plan(c, 1)
     GiB = 2**30
