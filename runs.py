@@ -10,7 +10,8 @@ eval.py --compare (any runs side by side). It holds no experiment of its own.
 
     1. reading a run       metrics.jsonl -> records, grouped by kind; series, smoothing, final losses
     2. configs             train.py's own config loading; what changed between two configs, or among many
-    3. running train.py    a fresh run directory, a subprocess (or in this process, for the tests)
+    3. running train.py    a fresh run directory, a subprocess (torchrun's, for several processes; or in this
+                           process, for the tests)
     4. comparing runs      outcomes table, curves, a one-sentence conclusion -> report.md and summary.json
 """
 import contextlib
@@ -157,11 +158,22 @@ def data_dir(dataset):
     return ROOT / dataset_path(dataset)
 
 
-def train(out_dir, configs, overrides=None, in_process=False):
+def train_command(args, nproc=1):
+    """The command line of one run: `python train.py ARGS`, or with nproc > 1 torchrun's
+    `--standalone --nproc_per_node=N train.py ARGS` (one process per GPU on one node; gloo on a CPU), as
+    `python -m torch.distributed.run`, i.e. torchrun from this interpreter's own torch."""
+    torchrun = [PY, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    return [*(torchrun if nproc > 1 else [PY]), str(ROOT / "train.py"), *args]
+
+
+def train(out_dir, configs, overrides=None, in_process=False, nproc=1):
     """Run `train.py CONFIG... --out_dir=... --key=value ...` from scratch (later config files override
     earlier ones, as in nanoGPT); train.py's output goes to out_dir/train.log. One intra-op thread: on a
     shared, oversubscribed CPU, two OpenMP threads spinning on each other's barriers make a tiny model
-    many times slower. in_process (the tests) calls train.main() here instead of starting a process."""
+    many times slower. in_process (the tests) calls train.main() here instead of starting a process;
+    nproc > 1 starts the run under torchrun (train_command)."""
+    if in_process and nproc > 1:
+        raise UserError("one run in this process cannot be several processes: in_process needs nproc=1")
     out_dir = Path(out_dir)
     shutil.rmtree(out_dir, ignore_errors=True)  # a fresh run, never a resume of an old one
     out_dir.mkdir(parents=True)
@@ -175,7 +187,7 @@ def train(out_dir, configs, overrides=None, in_process=False):
                 trainer.main(args)
         else:
             env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-            rc = subprocess.run([PY, str(ROOT / "train.py"), *args], cwd=ROOT, env=env, stdout=log,
+            rc = subprocess.run(train_command(args, nproc), cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT).returncode
             if not (out_dir / "metrics.jsonl").is_file():
                 tail = (out_dir / "train.log").read_text()[-2000:]

@@ -24,10 +24,13 @@ Two of the paper's three ways to fit it are here:
       the log of the measured loss, written with log-sum-exp so the optimiser sees smooth, well-scaled
       numbers: log L = LSE(a - alpha log N, b - beta log D, e) with A = e^a, B = e^b, E = e^e. The fit has
       local minima, so L-BFGS starts from the best points of a grid (grid_starts); the best fit wins.
-  Approach 2 (isoflop_minima): runs grouped by compute budget; per budget a parabola in log N through
-      the losses; its vertex is N_opt(C); then log N_opt = a log C + const by least squares.
-The paper's Approach 3 figures (E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28) are PAPER below, to be
-printed beside ours. bootstrap() gives percentile intervals by refitting on runs drawn with replacement.
+  Approach 2 (isoflop_minima): runs grouped by compute budget (an IsoFLOP profile: several sizes, each
+      trained on the tokens that spend the same C); per budget a parabola in log N through the losses; its
+      vertex is N_opt(C) (and the parabola in log D gives D_opt(C)); then log N_opt = a log C + const and
+      log D_opt = b log C + const by least squares. No law is assumed: a check on Approach 3's form.
+The paper's Approach 3 figures (E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28) are PAPER below, its
+three approaches' exponents PAPER_EXPONENTS, to be printed beside ours. bootstrap() and isoflop_interval()
+give percentile intervals by refitting on runs drawn with replacement.
 
 This file is the math only: sweeps_scaling.py (`python sweeps.py scaling`) trains the runs and calls
 these functions.
@@ -39,7 +42,8 @@ import numpy as np
 import torch
 
 PAPER = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)  # Hoffmann et al. 2022, Approach 3
-PAPER_A_RANGE = (0.46, 0.50)  # N_opt ~ C^a across the paper's three approaches (0.50, 0.49, 0.46)
+# (a, b) of N_opt ~ C^a and D_opt ~ C^b, the paper's Table 2, one row per approach
+PAPER_EXPONENTS = {"Approach 1": (0.50, 0.50), "Approach 2": (0.49, 0.51), "Approach 3": (0.46, 0.54)}
 
 
 def predict(law, N, D):
@@ -129,28 +133,61 @@ def compute_optimal(law, C):
 
 
 def isoflop_minima(N, D, loss, C=None):
-    """Group runs by compute budget (C = 6ND rounded to 2 significant digits unless given), fit
-    loss = p0 (log N)^2 + p1 log N + p2 per budget with >= 3 runs, and take the vertex as N_opt.
-    Returns ([(C, N_opt, D_opt), ...], a, b): the exponents of N_opt ~ C^a and D_opt ~ C^b by least squares
-    in log-log (a + b = 1 when C = 6 N D exactly)."""
+    """Approach 2. Group runs by compute budget (C = 6ND rounded to 2 significant digits unless given: a
+    grid laid out on IsoFLOP lines passes each run's nominal budget), and per budget with >= 3 sizes fit
+
+        loss = p0 (log N)^2 + p1 log N + p2        its vertex, log N_opt = -p1 / (2 p0), is N_opt(C)
+
+    and the same parabola in log D for D_opt(C). When C = 6ND exactly, log D = log(C/6) - log N, so the two
+    vertices give N_opt D_opt = C/6; with a model's own FLOPs per token (the embedding and attention
+    counted) they are two fits of one profile. Returns ([{C, N_opt, D_opt, loss_opt, inside, parabola}],
+    a, b): a, b the slopes of log N_opt and log D_opt against log C (least squares) over the budgets whose
+    vertex lies inside the sizes trained (`inside`: a vertex beyond them is an extrapolation, reported but
+    not fitted); None where fewer than 2 budgets qualify."""
     N, D, loss = (np.asarray(x, dtype=float) for x in (N, D, loss))
     C = np.asarray(C, dtype=float) if C is not None else np.array([float(f"{6 * n * d:.2g}") for n, d in zip(N, D)])
-    minima = []
+    minima = []  # per budget with >= 3 distinct sizes and token counts
     for budget in sorted(set(C)):
         at = C == budget
-        if at.sum() < 3:
+        if min(len(set(N[at])), len(set(D[at]))) < 3:  # a parabola needs three distinct points
             continue
-        p0, p1, _ = np.polyfit(np.log(N[at]), loss[at], 2)
-        if p0 <= 0:  # no minimum inside: the profile is still falling (or rising) at the edges
+        p0, p1, p2 = np.polyfit(np.log(N[at]), loss[at], 2)
+        q0, q1, _ = np.polyfit(np.log(D[at]), loss[at], 2)
+        if p0 <= 0 or q0 <= 0:  # no minimum: the profile is still falling (or rising) at the edges
             continue
-        n_opt = math.exp(-p1 / (2 * p0))
-        minima.append((budget, n_opt, budget / (6 * n_opt)))
-    if len(minima) < 2:
+        log_n = -p1 / (2 * p0)
+        minima.append({"C": float(budget), "N_opt": math.exp(log_n), "D_opt": math.exp(-q1 / (2 * q0)),
+                       "loss_opt": float(np.polyval([p0, p1, p2], log_n)), "parabola": [float(p0), float(p1), float(p2)],
+                       "inside": bool(N[at].min() <= math.exp(log_n) <= N[at].max())})
+    fitted = [m for m in minima if m["inside"]]
+    if len(fitted) < 2:
         return minima, None, None
-    log_c = np.log([m[0] for m in minima])
-    a = np.polyfit(log_c, np.log([m[1] for m in minima]), 1)[0]
-    b = np.polyfit(log_c, np.log([m[2] for m in minima]), 1)[0]
+    log_c = np.log([m["C"] for m in fitted])
+    a = np.polyfit(log_c, np.log([m["N_opt"] for m in fitted]), 1)[0]
+    b = np.polyfit(log_c, np.log([m["D_opt"] for m in fitted]), 1)[0]
     return minima, float(a), float(b)
+
+
+def isoflop_interval(N, D, loss, C, samples=200, seed=0):
+    """Percentile intervals (5%, 95%) of Approach 2's a and b: each budget's runs drawn with replacement
+    (a profile keeps its budget; a draw with fewer than 3 distinct sizes in a budget loses that budget),
+    the parabolas and the slopes refitted. Cheap: a parabola is a least-squares solve."""
+    rng = np.random.default_rng(seed)
+    N, D, loss, C = (np.asarray(x, dtype=float) for x in (N, D, loss, C))
+    draws = {"a": [], "b": []}
+    for _ in range(samples):
+        pick = []
+        for budget in sorted(set(C)):
+            drawn = rng.choice(np.flatnonzero(C == budget), (C == budget).sum())
+            if len(set(N[drawn])) >= 3:
+                pick.extend(drawn)
+        pick = np.array(pick, dtype=int)
+        _, a, b = isoflop_minima(N[pick], D[pick], loss[pick], C[pick])
+        if a is not None:
+            draws["a"].append(a)
+            draws["b"].append(b)
+    return {key: (float(np.percentile(v, 5)), float(np.percentile(v, 95))) if v else (math.nan, math.nan)
+            for key, v in draws.items()}
 
 
 # ---------------------------------------------------------------------------------------------------------

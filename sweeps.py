@@ -4,6 +4,7 @@ sweeps.py: the controlled experiments of weeks 2-4, each written up as LEARNER.m
     python sweeps.py lr                  # config/sweeps/lr.py -> out/sweeps/lr/ and report/sweeps/lr/report.md
     python sweeps.py lr --report-only    # redo the report from the runs already there
     python sweeps.py lr --base config/124m.py --set max_iters=2000   # the same sweep from any config
+    python sweeps.py lr_1b --nproc 8     # each run as torchrun --standalone --nproc_per_node=8 train.py ...
     make sweep-lr                        # the same; also mix batch warmup schedule ckpt seed, clean vocab
                                          # scaling, and the 1B files lr_1b batch_1b warmup_1b
 
@@ -189,9 +190,9 @@ def load_sweep(sweep_dir, name):
     return spec
 
 
-def run_configurations(spec, out_root, baseline, base_overrides, report_only, in_process):
-    """{label: [one run per seed]}: trained from baseline.py + base_overrides + the label's overrides, or
-    read back from out_root with report_only."""
+def run_configurations(spec, out_root, baseline, base_overrides, report_only, in_process, nproc=1):
+    """{label: [one run per seed]}: trained from baseline.py + base_overrides + the label's overrides (each
+    run under torchrun with nproc > 1), or read back from out_root with report_only."""
     all_runs = {}
     for label, overrides in spec["runs"].items():
         run_dir = out_root / re.sub(r"[^A-Za-z0-9.-]+", "_", label.replace("=", ""))
@@ -199,7 +200,7 @@ def run_configurations(spec, out_root, baseline, base_overrides, report_only, in
         for seed in spec.get("seeds", (None,)):
             d, over = (run_dir, overrides) if seed is None else (run_dir / f"seed{seed}", {**overrides, "seed": seed})
             all_runs[label].append(read_metrics(d) if report_only else
-                                   train(d, [baseline], {**(base_overrides or {}), **over}, in_process))
+                                   train(d, [baseline], {**(base_overrides or {}), **over}, in_process, nproc))
     return all_runs
 
 
@@ -224,23 +225,24 @@ def sweep_paths(name, spec, base, config_dir, out_root, report_dir):
 
 def run_sweep(name, out_root="out/sweeps", report_dir="report/sweeps", base_overrides=None,
               config_dir="config/incidents", sweep_dir="config/sweeps", report_only=False, in_process=False,
-              base=None, jobs=None):
+              base=None, jobs=None, nproc=1):
     """Every run of config/sweeps/NAME.py -> runs.compare_runs' comparison report + our experiment record
-    (report.md) + results.json. Returns (report path, winner, rows)."""
+    (report.md) + results.json. nproc > 1: every run under torchrun with that many processes (runs.train).
+    Returns (report path, winner, rows)."""
     spec = load_sweep(sweep_dir, name)
     baseline, out_root, report_dir = sweep_paths(name, spec, base, config_dir, out_root, report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     kind = spec.get("kind", "compare")
     if kind == "scaling":  # its own grid, fit and record: sweeps_scaling.py
         report, check = sweeps_scaling.run_scaling(spec, out_root, report_dir, [baseline], base_overrides,
-                                                   report_only, in_process, jobs)
+                                                   report_only, in_process, jobs, nproc)
         return report, None, check
     if kind in sweeps_data.KINDS:  # build the datasets (and the shared held-out set), size the runs
         spec = sweeps_data.plan(kind, spec, [baseline], base_overrides, report_only)
     elif not report_only:
         prepare_datasets(spec.get("datasets"))
     seeds, metric = spec.get("seeds", (None,)), spec.get("metric", "val_bpb")
-    all_runs = run_configurations(spec, out_root, baseline, base_overrides, report_only, in_process)
+    all_runs = run_configurations(spec, out_root, baseline, base_overrides, report_only, in_process, nproc)
     runs = {label: rs[0] for label, rs in all_runs.items()}  # the first seed's: the comparison, the curves
     summary = compare_runs([r["dir"] for r in runs.values()], str(report_dir), names=list(runs),
                            title=spec["title"] + (f" (seed {seeds[0]})" if len(seeds) > 1 else ""))
@@ -298,14 +300,18 @@ def main(argv=None):
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override a config key in every run, e.g. --set max_iters=2000 dtype=bfloat16")
     p.add_argument("--jobs", type=int, help="runs at once, one thread each (the scaling study; default: its file's)")
+    p.add_argument("--nproc", type=int, default=1, help="processes per run: each run as `torchrun --standalone "
+                   "--nproc_per_node=N train.py ...` (one per GPU; e.g. 8 for the 1B sweeps on one 8-GPU node)")
     p.add_argument("--report-only", action="store_true", help="rebuild the report from existing runs")
     p.add_argument("--figures", help="also copy the headline figure to this folder as sweep_NAME.png")
     args = p.parse_args(argv)
     overrides = parse_set(args.set)
     load_config(ROOT / (args.base or "config/incidents/baseline.py"), overrides=overrides)  # a bad key stops here
-    run_command(args, lambda: run_sweep(args.name, report_only=args.report_only, base=args.base,
-                                        base_overrides=overrides, jobs=args.jobs)[0], "headline.png",
-                f"sweep_{args.name}.png")
+    if args.nproc < 1:
+        p.error(f"--nproc {args.nproc}: want 1 or more processes per run")
+    sweep = lambda: run_sweep(args.name, report_only=args.report_only, base=args.base, base_overrides=overrides,
+                              jobs=args.jobs, nproc=args.nproc)[0]
+    run_command(args, sweep, "headline.png", f"sweep_{args.name}.png")
 
 
 if __name__ == "__main__":

@@ -1,19 +1,23 @@
 """
-sweeps_scaling.py: the Chinchilla study. Train a grid of model sizes x token budgets, fit scaling.py's law
-to their final val losses, and check the fit twice: against the paper's constants, and against a larger
-run that the fit never saw.
+sweeps_scaling.py: the Chinchilla study. Train model sizes laid out on IsoFLOP lines (several sizes per compute
+budget, each on the tokens that spend that budget), fit scaling.py's law to their final val losses (Approach
+3) and read each budget's best size off the same runs (Approach 2), and check the fit twice: against the
+paper, and against a larger run that the fit never saw.
 
     python sweeps.py scaling                 # config/sweeps/scaling.py -> out/sweeps/scaling/ + report/sweeps/scaling/
     python sweeps.py scaling --report-only   # refit and rewrite the report from the runs already there
+    python sweeps.py scaling --nproc 8       # each run under torchrun, 8 processes (one node of 8 GPUs)
 
-What it adds over its neighbours: scaling.py is the math (fit_law, compute_optimal, bootstrap) and trains
-nothing; sweeps.py compares settings of one model. This file is the experiment, top to bottom:
-  1. the grid: one train.py run per (size, tokens), each with its cosine schedule ending at its own budget
+What it adds over its neighbours: scaling.py is the math (fit_law, compute_optimal, isoflop_minima,
+bootstrap) and trains nothing; sweeps.py compares settings of one model. This file is the experiment:
+  1. the grid: one train.py run per (size, budget) of the IsoFLOP lines (or per (size, tokens) of a plain
+     grid), each with its cosine schedule ending at its own budget
   2. the fit: Approach 3 on (N = non-embedding parameters, D, final val loss); again with N counting the
-     embedding, because which N one counts moves alpha (Kaplan counted without it, Chinchilla with it)
+     embedding, because which N one counts moves alpha (Kaplan counted without it, Chinchilla with it);
+     Approach 2 on the same runs: a parabola in log N per budget, its vertex N_opt(C), N_opt ~ C^a
   3. the check: the held-out run's loss predicted (with a bootstrap interval) before it is read, then measured
-  4. the record: one row per run (the plan's columns), the fitted law beside the paper's, and why a law
-     fitted at 10^4-10^6 parameters need not look like one fitted at 10^8-10^10
+  4. the record: one row per run (the plan's columns), the fitted law beside the paper's, both approaches'
+     exponents side by side, and why a law fitted at 10^3-10^6 parameters need not look like the paper's
 """
 import datetime
 import json
@@ -49,23 +53,40 @@ def schedule(tokens, fixed):
             "eval_interval": max(1, steps // 4), "checkpoint_interval": steps}
 
 
-def parameter_counts(config):
-    """(non-embedding, total) parameters of the model a config builds, counted by model.py itself."""
+def model_counts(config):
+    """(non-embedding parameters, all parameters, training FLOPs per token) of the model a config builds,
+    counted by model.py itself."""
     from model import GPT, GPTConfig  # here: the grid's report needs torch only for this count
     from train import MODEL_KEYS
     vocab = config["vocab_size"] or json.loads((data_dir(config["dataset"]) / "meta.json").read_text())["vocab_size"]
     model = GPT(GPTConfig(**{**{k: config[k] for k in MODEL_KEYS}, "vocab_size": vocab}))
-    return model.num_params(non_embedding=True), model.num_params()
+    return model.num_params(non_embedding=True), model.num_params(), model.flops_per_token()
 
 
-def grid_cells(spec):
-    """[(label, overrides, tokens, is_heldout)]: the fitted grid, then the held-out run last."""
-    cells = [((size, d), False) for size in spec["sizes"] for d in spec["tokens"]
-             if (size, d) not in set(map(tuple, spec.get("skip", ())))]
-    cells.append((tuple(spec["heldout"]), True))
-    return [(f"L{size[0]}xC{size[1]}_D{d / 1e6:g}M" + ("_heldout" if held else ""),
-             {**spec["fixed"], **shape(*size), **schedule(d, spec["fixed"])}, d, held)
-            for (size, d), held in cells]
+def grid_cells(spec, base_configs, base_overrides=None):
+    """[{label, overrides, D, budget, heldout, N, N_total, flops_per_token}]: first the IsoFLOP lines
+    (`isoflops`: {C: [sizes]}; each size trains on the tokens that spend C FLOPs at its own flops_per_token,
+    label L<layers>xC<width>_F<C>), then any sizes x tokens grid (`sizes` x `tokens`, less `skip`, label
+    ..._D<tokens>M), then the held-out run. D is what a run trains on: whole steps of batch x block tokens."""
+    fixed = {**spec["fixed"], **(base_overrides or {})}
+    counts = lambda size: model_counts(load_config(*base_configs, overrides={**spec["fixed"], **shape(*size),
+                                                                             **(base_overrides or {})}))
+    wanted = [(size, budget / counts(size)[2], budget, False)
+              for budget, sizes in spec.get("isoflops", {}).items() for size in sizes]
+    skip = set(map(tuple, spec.get("skip", ())))
+    wanted += [(size, d, None, False) for size in spec.get("sizes", ()) for d in spec.get("tokens", ())
+               if (size, d) not in skip]
+    wanted.append((*spec["heldout"], None, True))
+    cells = []
+    for size, tokens, budget, held in wanted:
+        steps = schedule(tokens, fixed)
+        name = f"_F{budget:.2g}".replace("+", "") if budget else f"_D{tokens / 1e6:g}M"
+        n, n_total, fpt = counts(size)
+        cells.append({"label": f"L{size[0]}xC{size[1]}{name}" + ("_heldout" if held else ""),
+                      "overrides": {**spec["fixed"], **shape(*size), **steps}, "budget": budget, "heldout": held,
+                      "D": steps["max_iters"] * fixed["batch_size"] * fixed["block_size"],
+                      "N": n, "N_total": n_total, "flops_per_token": fpt})
+    return cells
 
 
 def finished_as_asked(run_dir, overrides):
@@ -77,28 +98,26 @@ def finished_as_asked(run_dir, overrides):
     return read_metrics(run_dir)["end"].get("status") == "finished" and all(saved.get(k) == v for k, v in overrides.items())
 
 
-def run_grid(spec, out_root, base_configs, base_overrides, report_only, in_process, jobs):
-    """Every cell trained (or read back with report_only, or when it already finished as asked):
-    [{label, run, N, N_total, D, heldout}]. Several runs at once, one thread each; the most expensive
-    first, so that the last to finish is a short one."""
-    cells = grid_cells(spec)
+def run_grid(spec, out_root, base_configs, base_overrides, report_only, in_process, jobs, nproc=1):
+    """Every cell trained (or read back with report_only, or when it already finished as asked): the
+    cells of grid_cells, each with its run. Several runs at once, one thread each; the most FLOPs first,
+    so that the last to finish is a short one. nproc > 1: each run under torchrun (runs.train)."""
+    cells = grid_cells(spec, base_configs, base_overrides)
 
     def one(cell):
-        label, overrides, tokens, held = cell
-        overrides = {**overrides, **(base_overrides or {})}
-        reuse = report_only or finished_as_asked(out_root / label, overrides)
-        run = read_metrics(out_root / label) if reuse else train(out_root / label, base_configs, overrides, in_process)
-        n, n_total = parameter_counts(load_config(*base_configs, overrides=overrides))
-        return {"label": label, "run": run, "N": n, "N_total": n_total, "D": tokens, "heldout": held}
+        overrides = {**cell["overrides"], **(base_overrides or {})}
+        run_dir = out_root / cell["label"]
+        reuse = report_only or finished_as_asked(run_dir, overrides)
+        return {**cell, "run": read_metrics(run_dir) if reuse else
+                train(run_dir, base_configs, overrides, in_process, nproc)}
 
-    cost = lambda cell: cell[2] * cell[1]["n_layer"] * cell[1]["n_embd"] ** 2  # ~ tokens x parameters
-    order = sorted(cells, key=cost, reverse=True)
+    order = sorted(cells, key=lambda c: c["D"] * c["flops_per_token"], reverse=True)
     if in_process or jobs <= 1:  # train.py in this process must run in the main thread (signal handlers)
-        done = {c[0]: one(c) for c in order}
+        done = {c["label"]: one(c) for c in order}
     else:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            done = dict(zip([c[0] for c in order], pool.map(one, order)))
-    return [done[c[0]] for c in cells]
+            done = dict(zip([c["label"] for c in order], pool.map(one, order)))
+    return [done[c["label"]] for c in cells]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -124,7 +143,24 @@ def fit_and_check(points, train_tokens, bootstrap_samples=30):
             "heldout": {"label": held["label"], "N": held["N"], "D": held["D"], "predicted": predicted,
                         "interval": intervals.get("loss_at_0", (math.nan, math.nan)), "measured": held["loss"],
                         "error": held["loss"] - predicted, "size_ratio": held["N"] / N.max()},
-            "epochs": {p["label"]: p["D"] / train_tokens for p in points}}
+            "epochs": {p["label"]: p["D"] / train_tokens for p in points}, "isoflop": isoflop_check(grid)}
+
+
+def isoflop_check(grid, samples=200):
+    """Approach 2 on the runs of the IsoFLOP lines (C = the model's own FLOPs per token x D, as laid out),
+    once with N non-embedding and once with N total: {"non_embedding": {minima, a, b, interval}, "total":
+    ..., "budgets": [C, ...]}, or None when the grid has no such lines. The runs the law was fitted on, but
+    no law assumed."""
+    lines = [p for p in grid if p["budget"]]
+    if not lines:
+        return None
+    D, L, C = (np.array([p[k] for p in lines], dtype=float) for k in ("D", "loss", "budget"))
+    found = {"budgets": sorted(set(C.tolist()))}
+    for which, key in (("non_embedding", "N"), ("total", "N_total")):
+        N = np.array([p[key] for p in lines], dtype=float)
+        minima, a, b = scaling.isoflop_minima(N, D, L, C)
+        found[which] = {"minima": minima, "a": a, "b": b, "interval": scaling.isoflop_interval(N, D, L, C, samples)}
+    return found
 
 
 def verdict(check):
@@ -182,15 +218,108 @@ def law_table(check):
     return lines
 
 
+def isoflop_table(check):
+    """Approach 2's minimum per budget, then its exponents beside Approach 3's and the paper's three."""
+    iso, law_total = check["isoflop"], scaling.compute_optimal(check["law_total_params"], 1)
+    lines = ["| C (FLOPs) | N_opt (non-embedding) | D_opt | tokens per parameter | loss at the minimum | "
+             "N_opt (with embedding) | minimum |", "|---|---|---|---|---|---|---|"]
+    total = {m["C"]: f"{m['N_opt']:,.0f}" for m in iso["total"]["minima"]}
+    found = {m["C"]: m for m in iso["non_embedding"]["minima"]}
+    for budget in iso["budgets"]:
+        m = found.get(budget)
+        if m is None:
+            lines.append(f"| {budget:.2g} | — | — | — | — | — | none: the profile only falls (or rises) |")
+            continue
+        lines.append(f"| {budget:.2g} | {m['N_opt']:,.0f} | {m['D_opt']:,.0f} | {m['D_opt'] / m['N_opt']:.1f} | "
+                     f"{m['loss_opt']:.3f} | {total.get(budget, 'none')} | "
+                     f"{'inside the sizes' if m['inside'] else 'beyond the sizes trained: not fitted'} |")
+    paper = " / ".join(f"{a:.2f}" for a, _ in scaling.PAPER_EXPONENTS.values()), \
+        " / ".join(f"{b:.2f}" for _, b in scaling.PAPER_EXPONENTS.values())
+    number = lambda x: "—" if x is None else f"{x:.2f}"
+    lines += ["", "| | Approach 2, N non-embedding | 90% bootstrap | Approach 2, N with embedding | Approach 3, N "
+              "non-embedding | 90% bootstrap | Approach 3, N with embedding | Hoffmann et al. Approaches 1 / 2 / 3 |",
+              "|---|---|---|---|---|---|---|---|"]
+    for i, key in enumerate(("a", "b")):
+        ne, tot, iv = iso["non_embedding"], iso["total"], check["intervals"][key]
+        band = "—" if ne[key] is None else "{:.2f}-{:.2f}".format(*ne["interval"][key])
+        lines.append(f"| {key}: {'N' if key == 'a' else 'D'}_opt ~ C^{key} | {number(ne[key])} | {band} | "
+                     f"{number(tot[key])} | {check['optimal'][0][key]:.2f} | {iv[0]:.2f}-{iv[1]:.2f} | "
+                     f"{law_total[key]:.2f} | {paper[i]} |")
+    return lines
+
+
+def isoflop_section(check):
+    """The report's Approach 2 part: nothing when the grid has no IsoFLOP lines."""
+    if not check["isoflop"]:
+        return []
+    return ["**Approach 2: the IsoFLOP profiles** (the same runs, grouped by budget; C = the model's own FLOPs "
+            "per token x D, the output layer and attention counted as the paper counts them; Approach 3's a and b "
+            "take C = 6ND with N non-embedding, and which C one counts moves the exponents: tests/test_scaling.py).",
+            "", "![isoflop](isoflop.png)", "", *isoflop_table(check), ""]
+
+
+def isoflop_note(check):
+    """Approach 2's sentence for the conclusion: its exponents against Approach 3's and the paper's."""
+    ne = check["isoflop"]["non_embedding"]
+    beyond = ", ".join(f"{m['C']:.2g}" for m in ne["minima"] if not m["inside"])
+    if ne["a"] is None:
+        return (" IsoFLOP profiles (Approach 2): fewer than two budgets have their minimum inside the sizes "
+                "trained, so no exponents: the lines need sizes further out.")
+    (alo, ahi), (blo, bhi) = ne["interval"]["a"], ne["interval"]["b"]
+    return (f" IsoFLOP profiles (Approach 2, the same runs): a = {ne['a']:.2f} ({alo:.2f}-{ahi:.2f}), b = "
+            f"{ne['b']:.2f} ({blo:.2f}-{bhi:.2f}), against Approach 3's a = {check['optimal'][0]['a']:.2f}, "
+            f"b = {check['optimal'][0]['b']:.2f} and the paper's a 0.46-0.50, b 0.50-0.54"
+            + (f"; the minima at C = {beyond} lie beyond the sizes trained and are left out." if beyond else "."))
+
+
+def plot_isoflop(path, points, check):
+    """Left: val loss against N per budget, the parabolas and their vertices (hollow: beyond the sizes).
+    Right: N_opt and D_opt against C, and the power laws fitted through them."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    iso = check["isoflop"]["non_embedding"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for budget in sorted({p["budget"] for p in points if p["budget"]}):
+        line = sorted((p["N"], p["loss"]) for p in points if p["budget"] == budget)
+        dots, = left.plot(*zip(*line), "o", ms=4, label=f"C = {budget:.2g}")
+        for m in (m for m in iso["minima"] if m["C"] == budget):  # none where the profile has no minimum
+            n = np.geomspace(line[0][0] / 1.5, line[-1][0] * 1.5, 100)
+            left.plot(n, np.polyval(m["parabola"], np.log(n)), lw=1, color=dots.get_color())
+            left.plot(m["N_opt"], m["loss_opt"], "D", ms=8, color=dots.get_color(), mfc=None if m["inside"] else "none")
+    left.set(xscale="log", xlabel="non-embedding parameters N", ylabel="final val loss (nats/token)",
+             title="IsoFLOP profiles: a parabola in log N per budget")
+    left.legend(fontsize=7)
+    inside = [m for m in iso["minima"] if m["inside"]]
+    if not inside:
+        right.text(0.5, 0.5, "no budget has its minimum\ninside the sizes trained", ha="center", transform=right.transAxes)
+    for key, exponent, marker in (("N_opt", "a", "o"), ("D_opt", "b", "s")):
+        dots, = right.plot([m["C"] for m in inside], [m[key] for m in inside], marker, label=key)
+        if iso[exponent] is not None:  # the least-squares line through the vertices, in log-log
+            c = np.geomspace(inside[0]["C"] / 1.5, inside[-1]["C"] * 1.5, 50)
+            k = np.polyfit(np.log([m["C"] for m in inside]), np.log([m[key] for m in inside]), 1)
+            right.plot(c, np.exp(np.polyval(k, np.log(c))), color=dots.get_color(), lw=1,
+                       label=f"{key} ~ C^{k[0]:.2f}")
+    right.set(xlabel="C (FLOPs: the model's own per token x D)", title="Approach 2: the minima against compute")
+    if inside:
+        right.set(xscale="log", yscale="log")
+        right.tick_params(axis="x", which="minor", labelbottom=False)  # 2x10^11, 3x10^11 ... overlap
+        right.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def run_rows(points, check):
-    head = ["run", "N non-emb", "N total", "embedding share", "D tokens", "epochs", "final val loss", "perplexity",
-            "val bpb", "law's fit", "steps to converge*", "tokens/s", "MFU", "wall s", "status"]
+    head = ["run", "N non-emb", "N total", "embedding share", "D tokens", "IsoFLOP C", "epochs", "final val loss",
+            "perplexity", "val bpb", "law's fit", "steps to converge*", "tokens/s", "MFU", "wall s", "status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for p in points:
         r, fit = p["row"], float(scaling.predict(check["law"], p["N"], p["D"]))
         mfu = "—" if not math.isfinite(r["mfu"]) else f"{100 * r['mfu']:.1f}%"
-        lines.append(f"| {p['label']} | {p['N']:,} | {p['N_total']:,} | {1 - p['N'] / p['N_total']:.0%} | {p['D']:,} | "
-                     f"{check['epochs'][p['label']]:.2f} | {r['val_loss']:.3f} | {r['perplexity']:.1f} | {r['val_bpb']:.3f} | "
+        budget = f"{p['budget']:.2g}" if p["budget"] else "—"
+        lines.append(f"| {p['label']} | {p['N']:,} | {p['N_total']:,} | {1 - p['N'] / p['N_total']:.0%} | "
+                     f"{p['D']:,} | {budget} | {check['epochs'][p['label']]:.2f} | {r['val_loss']:.3f} | "
+                     f"{r['perplexity']:.1f} | {r['val_bpb']:.3f} | "
                      f"{fit:.3f}{' (predicted)' if p['heldout'] else ''} | {r['converge']} | {r['tokens_per_s']:,.0f} | "
                      f"{mfu} | {r['wall_s']:.0f} | {r['status']} |")
     return lines
@@ -240,10 +369,12 @@ def plot_fit(path, points, check):
 
 
 def run_scaling(spec, out_root, report_dir, base_configs, base_overrides=None, report_only=False,
-                in_process=False, jobs=None):
-    """The whole study -> report.md, results.json and headline.png in report_dir. Returns (report, check)."""
+                in_process=False, jobs=None, nproc=1):
+    """The whole study -> report.md, results.json, headline.png (and isoflop.png) in report_dir.
+    Returns (report, check)."""
     report_dir.mkdir(parents=True, exist_ok=True)
-    points = run_grid(spec, out_root, base_configs, base_overrides, report_only, in_process, jobs or spec.get("jobs", 1))
+    points = run_grid(spec, out_root, base_configs, base_overrides, report_only, in_process,
+                      jobs or spec.get("jobs", 1), nproc)
     for p in points:
         p["row"] = summarize(p["run"])
         p["loss"] = p["row"]["val_loss"]
@@ -252,6 +383,8 @@ def run_scaling(spec, out_root, report_dir, base_configs, base_overrides=None, r
     train_tokens, vocab = meta["bins"]["train.bin"]["tokens"], meta["vocab_size"]
     check = fit_and_check(points, train_tokens, spec.get("bootstrap_samples", 30))
     plot_fit(report_dir / "headline.png", points, check)
+    if check["isoflop"]:
+        plot_isoflop(report_dir / "isoflop.png", points, check)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     fixed = ", ".join(f"{k}={v!r}" for k, v in {**spec["fixed"], **(base_overrides or {})}.items())
     setup = (f"{now}, {machine()}. {len(points) - 1} runs fitted + 1 held out; fixed: {fixed}; dataset "
@@ -264,17 +397,20 @@ def run_scaling(spec, out_root, report_dir, base_configs, base_overrides=None, r
             f"(the paper's law: {check['paper_optimal']['tokens_per_param']:.1f} at our largest budget, "
             f"{scaling.compute_optimal(scaling.PAPER, CHINCHILLA_C)['tokens_per_param']:.1f} at Chinchilla's "
             f"{CHINCHILLA_C:.2g}). "
-            f"Held-out run {check['heldout']['label']}: {verdict(check)} {width_note(check)}")
+            f"Held-out run {check['heldout']['label']}: {verdict(check)} {width_note(check)}"
+            + (isoflop_note(check) if check["isoflop"] else ""))
     lines = [f"# {spec['title']}", "", "![fit](headline.png)", "", f"## Experiment record: {spec['title']}", "",
              f"**Question.** {spec['question']}", "", f"**Setup.** {setup}", "", "**Results.**", "",
              *run_rows(points, check), "",
              "*steps to converge: the first of the run's evaluations (every quarter of the run) within 5% of its "
              "best val loss. MFU: '—' on a CPU (no known peak). Epochs: D / the dataset's train tokens.", "",
-             "**The fitted law beside the paper's.**", "", *law_table(check), "", f"**Conclusion.** {text}", "",
+             "**The fitted law beside the paper's (Approach 3).**", "", *law_table(check), "", *isoflop_section(check),
+             f"**Conclusion.** {text}", "",
              *why_different(points, check, vocab), ""]
     write_atomic(report_dir / "report.md", "\n".join(lines))
     write_results(report_dir / "results.json", "scaling", setup, {p["label"]: {**p["row"], "N": p["N"],
-                  "N_total": p["N_total"], "D": p["D"], "heldout": p["heldout"]} for p in points}, None, text,
+                  "N_total": p["N_total"], "D": p["D"], "budget": p["budget"], "flops_per_token": p["flops_per_token"],
+                  "heldout": p["heldout"]} for p in points}, None, text,
                   fit=check)
     print(f"  scaling: {text}\n  report {report_dir / 'report.md'}", flush=True)
     return report_dir / "report.md", check

@@ -4,15 +4,19 @@ answer is known: sweeps from any base config (--base, --set), clean vs raw data 
 vocabulary size at equal FLOPs, and the Chinchilla study (fit, paper, held-out run). About 40 s on 2 cores."""
 import json
 import math
+import sys
 import sysconfig
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+import runs
 import scaling
 import sweeps
 import sweeps_scaling
+from common import UserError
 from runs import ROOT, read_metrics
 
 TINY = dict(n_layer=1, n_embd=32, n_head=2, n_kv_head=2, block_size=32, batch_size=4, eval_iters=2,
@@ -71,6 +75,33 @@ def test_sweep_runs_from_any_config_with_overrides(tmp_path):
     text = report.read_text()
     assert "| perplexity |" in text and "| MFU |" in text
     assert f"{rows['a']['perplexity']:.2f}" in text and rows["a"]["perplexity"] == pytest.approx(math.exp(rows["a"]["val_loss"]))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# several processes per run (--nproc): torchrun's command line, and one real run on 2 gloo processes
+
+
+def test_nproc_launches_each_run_under_torchrun():
+    args = ["config/1b.py", "--out_dir=out/x"]
+    assert runs.train_command(args) == [sys.executable, str(ROOT / "train.py"), *args]
+    assert runs.train_command(args, nproc=8) == [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                                 "--nproc_per_node=8", str(ROOT / "train.py"), *args]
+    with pytest.raises(UserError):  # one process cannot host several ranks
+        runs.train("unused", [], in_process=True, nproc=2)
+    with pytest.raises(SystemExit):
+        sweeps.main(["lr", "--nproc", "0"])
+
+
+def test_a_sweep_run_trains_on_two_gloo_processes(tmp_path):
+    data = build_tiny_dataset(tmp_path / "data")
+    spec = {"runs": {"two ranks": {"max_iters": 4, "eval_interval": 2, "checkpoint_interval": 4}}}
+    base = {**TINY, "dataset": str(data), "tokens_per_step": 4 * 32 * 2, "dist_timeout_s": 120}
+    run, = sweeps.run_configurations(spec, tmp_path / "out", ROOT / "config/incidents/baseline.py", base,
+                                     report_only=False, in_process=False, nproc=2)["two ranks"]
+    assert run["end"]["status"] == "finished" and [r["step"] for r in run["train"]] == [1, 2, 3, 4]
+    saved = torch.load(tmp_path / "out" / "two_ranks" / "ckpt_0000004.pt", weights_only=False)
+    assert saved["derived"]["world_size"] == 2  # two ranks, one micro-batch each: the global batch as asked
+    assert saved["derived"]["gradient_accumulation_steps"] == 1
 
 
 def build_tiny_dataset(out):
@@ -148,22 +179,22 @@ prepare_args = ["--input", "code", "--code-mb", "0.2", "--cache-dir", {str(corpu
 
 
 LAW = dict(E=1.9, A=60.0, B=400.0, alpha=0.4, beta=0.35)
+BASELINE = [ROOT / "config/incidents/baseline.py"]
 
 
 def synthetic_scaling_runs(spec, out, noise=0.0):
     """metrics.jsonl for every cell of the study, the final val loss given by LAW at the cell's (N, D)."""
     rng = np.random.default_rng(0)
-    for label, overrides, tokens, _ in sweeps_scaling.grid_cells(spec):
-        config = sweeps.load_config(ROOT / "config/incidents/baseline.py", overrides=overrides)
-        n, _ = sweeps_scaling.parameter_counts(config)
-        loss = float(scaling.predict(LAW, n, tokens)) * math.exp(noise * rng.standard_normal())
-        d = out / label
+    for cell in sweeps_scaling.grid_cells(spec, BASELINE):
+        loss = float(scaling.predict(LAW, cell["N"], cell["D"])) * math.exp(noise * rng.standard_normal())
+        steps = cell["overrides"]["max_iters"]
+        d = out / cell["label"]
         d.mkdir(parents=True)
         records = [{"kind": "train", "step": 1, "loss": loss + 1, "tokens_per_s": 1000.0, "mfu": None, "step_ms": 5.0},
                    {"kind": "eval", "step": 0, "tokens": 0, "val_loss": 7.0, "val_bpb": 3.0, "per_source": {}},
-                   {"kind": "eval", "step": overrides["max_iters"], "tokens": tokens, "val_loss": loss,
+                   {"kind": "eval", "step": steps, "tokens": cell["D"], "val_loss": loss,
                     "val_bpb": loss / 2.0, "per_source": {}},
-                   {"kind": "end", "step": overrides["max_iters"], "time_s": 1.0, "status": "finished"}]
+                   {"kind": "end", "step": steps, "time_s": 1.0, "status": "finished"}]
         (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
@@ -172,11 +203,23 @@ def scaling_spec(dataset):
     return {**spec, "fixed": {**spec["fixed"], "dataset": str(dataset)}, "bootstrap_samples": 6}
 
 
+def test_the_default_grid_lies_on_isoflop_lines(tmp_path):
+    spec = scaling_spec(build_tiny_dataset(tmp_path / "data"))
+    cells = sweeps_scaling.grid_cells(spec, BASELINE)
+    assert len(spec["isoflops"]) >= 3 and cells[-1]["heldout"] and not any(c["budget"] for c in cells[-1:])
+    for budget, sizes in spec["isoflops"].items():
+        line = [c for c in cells if c["budget"] == budget]
+        assert len(line) == len(sizes) >= 4
+        for c in line:  # each run spends the budget at its own FLOPs per token, to within one step of tokens
+            assert abs(c["D"] * c["flops_per_token"] - budget) <= 16 * 128 * c["flops_per_token"] / 2
+            assert c["overrides"]["lr_decay_iters"] == c["overrides"]["max_iters"] == c["D"] // (16 * 128)
+    assert len({c["label"] for c in cells}) == len(cells)
+
+
 def test_scaling_analysis_recovers_a_known_law_and_predicts_the_held_out_run(tmp_path):
     spec = scaling_spec(build_tiny_dataset(tmp_path / "data"))
     synthetic_scaling_runs(spec, tmp_path / "out")
-    report, check = sweeps_scaling.run_scaling(spec, tmp_path / "out", tmp_path / "rep",
-                                               [ROOT / "config/incidents/baseline.py"], report_only=True)
+    report, check = sweeps_scaling.run_scaling(spec, tmp_path / "out", tmp_path / "rep", BASELINE, report_only=True)
     law = check["law"]
     assert law["alpha"] == pytest.approx(LAW["alpha"], abs=0.02) and law["beta"] == pytest.approx(LAW["beta"], abs=0.02)
     assert law["E"] == pytest.approx(LAW["E"], abs=0.05)
@@ -187,18 +230,32 @@ def test_scaling_analysis_recovers_a_known_law_and_predicts_the_held_out_run(tmp
     assert "| 0.34 |" in text and "| 0.28 |" in text  # the paper's exponents printed beside ours
     results = json.loads((report.parent / "results.json").read_text())
     assert results["rows"][check["heldout"]["label"]]["heldout"] is True
+    # Approach 2 on the same runs: one profile per budget, its exponents in the report and results.json
+    iso = results["fit"]["isoflop"]["non_embedding"]
+    assert [m["C"] for m in iso["minima"]] == sorted(spec["isoflops"])
+    assert "Approach 2: the IsoFLOP profiles" in text and "0.50 / 0.49 / 0.46" in text
+    assert (report.parent / "isoflop.png").stat().st_size > 5000
 
 
-def test_scaling_grid_trains_end_to_end_and_keeps_finished_runs(tmp_path):
+def test_scaling_grid_trains_end_to_end_and_keeps_finished_runs(tmp_path, monkeypatch):
     data = build_tiny_dataset(tmp_path / "data")
-    spec = {**scaling_spec(data), "sizes": [(1, 16), (1, 32), (2, 32)], "tokens": [640, 1280], "skip": [],
+    spec = {**scaling_spec(data), "isoflops": {3e8: [(1, 16), (1, 32), (2, 32)], 6e8: [(1, 16), (1, 32), (2, 32)]},
             "heldout": ((2, 48), 1280), "fixed": {**TINY, "dataset": str(data), "batch_size": 4, "block_size": 32}}
-    report, check = sweeps_scaling.run_scaling(spec, tmp_path / "out", tmp_path / "rep",
-                                               [ROOT / "config/incidents/baseline.py"], in_process=True)
+    launched = []
+
+    def one_rank(out_dir, configs, overrides, in_process, nproc):  # --nproc reaches every run of the grid
+        launched.append(nproc)
+        return runs.train(out_dir, configs, overrides, in_process)  # trained here, in this process
+
+    monkeypatch.setattr(sweeps_scaling, "train", one_rank)
+    report, check = sweeps_scaling.run_scaling(spec, tmp_path / "out", tmp_path / "rep", BASELINE, in_process=True,
+                                               nproc=2)
+    assert launched == [2] * 7
     assert math.isfinite(check["heldout"]["measured"]) and math.isfinite(check["heldout"]["predicted"])
-    first = (tmp_path / "out" / "L1xC16_D0.00064M" / "metrics.jsonl").stat().st_mtime_ns
-    sweeps_scaling.run_scaling(spec, tmp_path / "out", tmp_path / "rep", [ROOT / "config/incidents/baseline.py"],
+    first = (tmp_path / "out" / "L1xC16_F3e08" / "metrics.jsonl").stat().st_mtime_ns
+    sweeps_scaling.run_scaling(spec, tmp_path / "out", tmp_path / "rep", BASELINE,
                                in_process=True)  # a rerun reuses what finished as asked
-    assert (tmp_path / "out" / "L1xC16_D0.00064M" / "metrics.jsonl").stat().st_mtime_ns == first
-    assert read_metrics(tmp_path / "out" / "L1xC16_D0.00064M")["end"]["status"] == "finished"
+    assert (tmp_path / "out" / "L1xC16_F3e08" / "metrics.jsonl").stat().st_mtime_ns == first
+    assert read_metrics(tmp_path / "out" / "L1xC16_F3e08")["end"]["status"] == "finished"
     assert (tmp_path / "rep" / "headline.png").stat().st_size > 5000
+    assert check["isoflop"] is not None and "IsoFLOP C" in report.read_text()
