@@ -129,7 +129,7 @@ def course(minutes=60, base="config/tiny.py", quick=False, price=0.0, out="out/c
           + (["--only", "lr_x10", "fp16_no_scaler"] if quick else []))
     # week 3: the main run, a preemption in the middle, the evaluation
     main_run_with_a_kill(log, base, "default", out / "main", sizes["main_iters"], price,
-                         ["--eval_iters=2", "--batch_size=8"] if quick else [])
+                         ["--eval_iters=2", "--batch_size=8", "--compile_model=False"] if quick else [])
     stage(log, "week3_eval", [ROOT / "eval.py", "--ckpt", out / "main"] + (["--max-tokens", "20000"] if quick else []))
     # week 4: the controlled experiments
     sweep_set = ["--set", f"max_iters={sizes['sweep_iters']}", f"lr_decay_iters={sizes['sweep_iters']}"]

@@ -104,9 +104,12 @@ def attention(q, k, v, mode, mask=None):
     if mask is None and (mode == "triton" or q.shape[-1] <= 128) and use_triton(mode, q):
         return triton_kernels()[0](q, k, v, causal=True)
     if q.device.type == "cpu" and q.dtype == torch.bfloat16:
-        # torch's CPU attention is 1.3-2.5x slower in bf16 than in fp32 at head dims 32-64 (forward +
-        # backward, measured on AVX-512): on a CPU, attend in fp32 (autocast off, or it would cast back)
-        # and round the output to bf16
+        # torch's CPU attention backward is 1.7x slower in bf16 than in fp32 (kernels/cpu_attention.py has
+        # the figures). Compiled, our own bf16 backward beats both; eagerly, attend in fp32 (autocast off,
+        # or it would cast back) and round the output to bf16. T <= 512: that backward holds (B, H, T, T).
+        if mask is None and torch.compiler.is_compiling() and q.shape[-2] <= 512:
+            from kernels.cpu_attention import cpu_attention
+            return cpu_attention(q, k, v)
         with torch.autocast("cpu", enabled=False):
             y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask,
                                                is_causal=mask is None, enable_gqa=True)

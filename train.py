@@ -229,14 +229,14 @@ def setup(cfg):
 
 
 def build_optimizer(cfg, model, device):
-    """AdamW with weight decay on matrices only (norm gains and biases are not pulled to 0), or SGD."""
+    """AdamW (fused: one kernel for all tensors) with weight decay on matrices only (not on norm gains), or SGD."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
         return make_optimizer(torch.optim.SGD, groups, zero=cfg.zero, lr=cfg.learning_rate, momentum=cfg.momentum)
     return make_optimizer(torch.optim.AdamW, groups, zero=cfg.zero, lr=cfg.learning_rate,
-                          betas=(cfg.beta1, cfg.beta2), fused=device.type == "cuda")
+                          betas=(cfg.beta1, cfg.beta2), fused=device.type == "cuda" or not cfg.fsdp)
 
 
 # -----------------------------------------------------------------------------
