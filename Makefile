@@ -32,13 +32,15 @@ incidents: venv
 	$(PY) incidents.py $(INCIDENTS_ARGS)
 
 # Controlled experiments (README: Controlled experiments, sweeps.py): 1-5 min each -> report/sweeps/NAME/report.md
-# sweep-clean, sweep-vocab: data experiments (sweeps_data.py); sweep-scaling: the Chinchilla study (49 min measured);
-# sweep-lr_1b, sweep-batch_1b, sweep-warmup_1b: the plan's values at config/1b.py (GPU hours, see each file)
+# sweep-clean, sweep-vocab: data experiments (sweeps_data.py); sweep-scaling: the Chinchilla study, Approaches
+# 2 and 3 on 20 IsoFLOP runs + 1 held out (~20 core-minutes estimated, not yet measured; the earlier grid: 49 min);
+# sweep-lr_1b, sweep-batch_1b, sweep-warmup_1b: the plan's values at config/1b.py (GPU hours, see each file), on
+# one 8-GPU node with SWEEP_ARGS="--nproc 8" (each run under torchrun); SWEEP_ARGS passes any sweeps.py option
 .PHONY: sweep-mix sweep-lr sweep-batch sweep-warmup sweep-schedule sweep-ckpt sweep-seed sweep-clean sweep-vocab \
         sweep-scaling sweep-lr_1b sweep-batch_1b sweep-warmup_1b
 sweep-mix sweep-lr sweep-batch sweep-warmup sweep-schedule sweep-ckpt sweep-seed sweep-clean sweep-vocab \
 sweep-scaling sweep-lr_1b sweep-batch_1b sweep-warmup_1b: venv
-	$(PY) sweeps.py $(@:sweep-%=%)
+	$(PY) sweeps.py $(@:sweep-%=%) $(SWEEP_ARGS)
 
 # The whole plan in one command (course.py): week 1 data, week 2 incidents, week 3 the main run (stopped by
 # SIGTERM and resumed), week 4 the sweeps, then report/course/retrospective.md. COURSE_MINUTES sizes every

@@ -1,7 +1,8 @@
 """The week-4 sweeps beyond the single-setting ones, each shortened end to end through prepare.py and
 train.py (in this process, tiny models, a few steps), plus the analyses on synthetic metrics where their
-answer is known: sweeps from any base config (--base, --set), clean vs raw data on one held-out set,
-vocabulary size at equal FLOPs, and the Chinchilla study (fit, paper, held-out run). About 40 s on 2 cores."""
+answer is known: sweeps from any base config (--base, --set), several processes per run (--nproc: one real
+run on 2 gloo processes), clean vs raw data on one held-out set, vocabulary size at equal FLOPs, and the
+Chinchilla study (IsoFLOP lines, both approaches, paper, held-out run). About a minute on 2 cores."""
 import json
 import math
 import sys

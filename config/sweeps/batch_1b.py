@@ -1,7 +1,8 @@
 """The plan's batch-size sweep at the 1B config: a global batch of 64, 256 or 512 sequences of 2,048 tokens
 (config/1b.py: 512 = 2^20 tokens), at the same 2^29 = 537M tokens, so the smaller batch takes more steps:
 4,096 / 1,024 / 512. LR 4e-4 for all (config/1b.py's); warmup 5% of each run's steps.
-    python sweeps.py batch_1b       # base = config/1b.py; one process per run, so one GPU (see README)
+    python sweeps.py batch_1b          # base = config/1b.py; one process per run: one GPU
+    python sweeps.py batch_1b --nproc 8   # each run under torchrun on one 8-GPU node (the same global batch)
 Cost, estimated from plan.py's 7.31e9 FLOPs per token at an assumed 40% MFU of an A100: about 9 GPU-hours
 per run, 26 for the sweep. Not run on this repository's machines (no GPU)."""
 base = "config/1b.py"

@@ -1,7 +1,8 @@
 """The plan's warmup sweep at the 1B config: 0, 1,000 or 5,000 warmup steps. A 5,000-step warmup needs a
 run well past 5,000 steps, so these runs take 10,000 steps of a 64-sequence global batch (131,072 tokens):
 1.3B tokens each, the cosine ending at step 10,000; everything else as config/1b.py.
-    python sweeps.py warmup_1b      # base = config/1b.py; one process per run, so one GPU (see README)
+    python sweeps.py warmup_1b          # base = config/1b.py; one process per run: one GPU
+    python sweeps.py warmup_1b --nproc 8   # each run under torchrun on one 8-GPU node (the same global batch)
 Cost, estimated from plan.py's 7.31e9 FLOPs per token at an assumed 40% MFU of an A100: about 21 GPU-hours
 per run, 64 for the sweep. Not run on this repository's machines (no GPU)."""
 base = "config/1b.py"
