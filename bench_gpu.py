@@ -22,7 +22,7 @@ without them, and whether the planner's memory prediction holds on a real alloca
   parallel   on more than one visible GPU: DDP and FSDP tokens/s and memory per rank (parallel.py's bench).
 
 On a machine without CUDA it stops at once with a one-line message (exit code 2): nothing here can be
-measured on a CPU. The CPU-side check of the kernels is `python kernels/attention.py --compile-report`.
+measured on a CPU. The CPU-side check of the kernels is `python kernels/compile_report.py [--arch 80]`.
 """
 import argparse
 import json
@@ -223,7 +223,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("error: bench_gpu.py needs a CUDA GPU and none is visible (on a CPU: bench_train.py, and "
-              "`python kernels/attention.py --compile-report` for the kernels)", file=sys.stderr)
+              "`python kernels/compile_report.py` for the kernels)", file=sys.stderr)
         return 2
     result = dict(date=time.strftime("%Y-%m-%d"), gpu=torch.cuda.get_device_name(), gpus=torch.cuda.device_count(),
                   torch=torch.__version__, host=platform.node(), peak_flops=device_peak_flops("cuda"))

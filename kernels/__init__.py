@@ -1,7 +1,8 @@
 """Hand-written Triton kernels, each a lesson in one file:
 
-    kernels/attention.py   flash_attention(q, k, v, causal=True): FlashAttention-2-style attention, fwd + bwd
-    kernels/rmsnorm.py     rms_norm(x, weight, eps=1e-6): fused RMSNorm, fwd + bwd
+    kernels/attention.py        flash_attention(q, k, v, causal=True): FlashAttention-2-style attention, fwd + bwd
+    kernels/rmsnorm.py          rms_norm(x, weight, eps=1e-6): fused RMSNorm, fwd + bwd
+    kernels/compile_report.py   registers, spills, shared memory of each kernel on sm_90/sm_80, without a GPU
 
 Import the modules themselves (`from kernels.attention import flash_attention`); this package file imports
 nothing, so `import kernels` stays cheap. On a machine without a GPU the kernels run in Triton's interpreter

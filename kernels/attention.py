@@ -61,7 +61,6 @@ tested against.
 #   FlashAttention does). fp32 inputs use full-fp32 dots (input_precision="ieee", no TF32), like torch.
 # -----------------------------------------------------------------------------------------------------
 import math
-import sys
 
 import torch
 import torch.nn.functional as F
@@ -323,20 +322,36 @@ def _attn_bwd_dq(Q, K, V,  # pointers to q (B, H, T, HEAD_DIM) and k, v (B, H_KV
 
 
 # ---------------------------------------------------------------------------------------- launch
-# Tile sizes per head dim and kernel: (BIG, SMALL, num_warps, num_stages). The forward and dQ kernels
-# take BLOCK_M=BIG query rows and step through BLOCK_N=SMALL key rows; the dK/dV kernel the other way round
-# (BIG key rows, SMALL query rows), so each loop's tile divides the program's. Chosen so that ptxas reports
-# no register spills for an H100 (`python kernels/attention.py --compile-report` shows it, without a GPU);
-# their speed is not measured yet: this is the one place to tune.
+# Tile sizes per GPU generation (compute capability major: 9 = H100, 8 = A100), head dim and kernel:
+# (BIG, SMALL, num_warps, num_stages). The forward and dQ kernels take BLOCK_M=BIG query rows and step
+# through BLOCK_N=SMALL key rows; the dK/dV kernel the other way round (BIG key rows, SMALL query rows), so
+# each loop's tile divides the program's. Chosen so that ptxas reports no register spills and pipelined
+# loads (`python kernels/compile_report.py --arch 90` or `--arch 80` shows it, without a GPU). The H100
+# tiles spill on an A100 (fwd at D=64, dK/dV at D=128): there tl.dot becomes mma.sync, which holds both
+# operands in registers, where the H100's wgmma reads them from shared memory. So sm_80 gets 8 warps for
+# the D=64 forward (half the rows per thread), a 64-key dK/dV tile and a 2-stage dQ at D=128.
+# Their speed is not measured yet: this is the one place to tune. The launcher reads the GPU's major.
 CONFIGS = {
-    64: {"fwd": (128, 64, 4, 3), "dkdv": (128, 32, 8, 3), "dq": (128, 64, 8, 3)},
-    128: {"fwd": (128, 64, 8, 3), "dkdv": (128, 32, 8, 2), "dq": (128, 32, 8, 3)},
+    9: {64: {"fwd": (128, 64, 4, 3), "dkdv": (128, 32, 8, 3), "dq": (128, 64, 8, 3)},
+        128: {"fwd": (128, 64, 8, 3), "dkdv": (128, 32, 8, 2), "dq": (128, 32, 8, 3)}},
+    8: {64: {"fwd": (128, 64, 8, 3), "dkdv": (128, 32, 8, 3), "dq": (128, 64, 8, 3)},
+        128: {"fwd": (128, 64, 8, 3), "dkdv": (64, 32, 8, 3), "dq": (128, 32, 8, 2)}},
 }
+# Any other generation (Blackwell, the interpreter on a CPU) gets the sm_80 tiles: they need the fewest
+# registers and at most 96 KiB of shared memory, which fits every GPU from sm_80 on (sm_86/89/120: 99 KiB).
+DEFAULT_MAJOR = 8
+DELTA_BLOCK_M = 64  # rows per program of the delta preprocess kernel (no loop, no tile to tune)
 
 
-def _launch_config(kernel, T, head_dim, block_sizes=None):
-    """(BIG, SMALL, num_warps, num_stages) for one kernel; block_sizes=(BIG, SMALL) overrides the tiles."""
-    big, small, warps, stages = CONFIGS[max(64, head_dim)][kernel]
+def configs_for(major):
+    """{head dim: {kernel: (BIG, SMALL, num_warps, num_stages)}} for a GPU of compute capability major.x."""
+    return CONFIGS.get(major, CONFIGS[DEFAULT_MAJOR])
+
+
+def _launch_config(kernel, T, head_dim, major, block_sizes=None):
+    """(BIG, SMALL, num_warps, num_stages) for one kernel at sequence length T on a GPU of compute
+    capability major.x; block_sizes=(BIG, SMALL) overrides the tiles."""
+    big, small, warps, stages = configs_for(major)[max(64, head_dim)][kernel]
     if block_sizes is not None:
         big, small = block_sizes
     big = min(big, max(16, triton.next_power_of_2(T)))  # short sequences: no mostly-empty tiles
@@ -355,14 +370,15 @@ class FlashAttention(torch.autograd.Function):
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         B, H, T, D = q.shape
         H_kv = k.shape[1]
-        big, small, warps, stages = _launch_config("fwd", T, D, block_sizes)
+        major = torch.cuda.get_device_capability(q.device)[0] if q.is_cuda else DEFAULT_MAJOR
+        big, small, warps, stages = _launch_config("fwd", T, D, major, block_sizes)
         o = torch.empty_like(q)
         lse2 = torch.empty((B, H, T), device=q.device, dtype=torch.float32)
         grid = (triton.cdiv(T, big), B * H)
         _attn_fwd[grid](q, k, v, o, lse2, sm_scale * LOG2_E, T, H, H_kv, CAUSAL=causal, BLOCK_M=big,
                         BLOCK_N=small, HEAD_DIM=D, num_warps=warps, num_stages=stages)
         ctx.save_for_backward(q, k, v, o, lse2)
-        ctx.causal, ctx.sm_scale, ctx.block_sizes = causal, sm_scale, block_sizes
+        ctx.causal, ctx.sm_scale, ctx.block_sizes, ctx.major = causal, sm_scale, block_sizes, major
         return o
 
     @staticmethod
@@ -372,14 +388,15 @@ class FlashAttention(torch.autograd.Function):
         B, H, T, D = q.shape
         H_kv = k.shape[1]
         delta = torch.empty_like(lse2)
-        _attn_bwd_delta[(triton.cdiv(T, 64), B * H)](o, do, delta, T, BLOCK_M=64, HEAD_DIM=D)
+        _attn_bwd_delta[(triton.cdiv(T, DELTA_BLOCK_M), B * H)](o, do, delta, T, BLOCK_M=DELTA_BLOCK_M,
+                                                                 HEAD_DIM=D)
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         args = (ctx.sm_scale, ctx.sm_scale * LOG2_E, T, H, H_kv)
-        big, small, warps, stages = _launch_config("dkdv", T, D, ctx.block_sizes)
+        big, small, warps, stages = _launch_config("dkdv", T, D, ctx.major, ctx.block_sizes)
         _attn_bwd_dkdv[(triton.cdiv(T, big), B * H_kv)](q, k, v, do, lse2, delta, dk, dv, *args,
                                                         CAUSAL=ctx.causal, BLOCK_M=small, BLOCK_N=big,
                                                         HEAD_DIM=D, num_warps=warps, num_stages=stages)
-        big, small, warps, stages = _launch_config("dq", T, D, ctx.block_sizes)
+        big, small, warps, stages = _launch_config("dq", T, D, ctx.major, ctx.block_sizes)
         _attn_bwd_dq[(triton.cdiv(T, big), B * H)](q, k, v, do, lse2, delta, dq, *args,
                                                    CAUSAL=ctx.causal, BLOCK_M=big, BLOCK_N=small,
                                                    HEAD_DIM=D, num_warps=warps, num_stages=stages)
@@ -460,53 +477,11 @@ def benchmark():
                   f"{err:.2e}")
 
 
-def compile_report(arch=90):
-    """Compile the three main kernels for an NVIDIA GPU of compute capability `arch` (90 = H100) on any
-    machine, with the ptxas that ships inside Triton, and print per CONFIGS entry: registers per thread
-    (255 is the ceiling), bytes spilled to local memory (should be 0), shared memory, and how many async
-    copies the software pipeline issued (0 = loads not pipelined). Inputs assumed bf16, 16-byte aligned,
-    T a multiple of 16, as a real launch specialises them. No GPU needed; not under TRITON_INTERPRET."""
-    import re
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
-    cuobjdump = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
-    pointers = {"Q": "*bf16", "K": "*bf16", "V": "*bf16", "O": "*bf16", "DO": "*bf16", "DQ": "*bf16",
-                "DK": "*bf16", "DV": "*bf16", "LSE": "*fp32", "DELTA": "*fp32"}
-    kernels = {"fwd": (_attn_fwd, "BLOCK_M", "BLOCK_N"), "dkdv": (_attn_bwd_dkdv, "BLOCK_N", "BLOCK_M"),
-               "dq": (_attn_bwd_dq, "BLOCK_M", "BLOCK_N")}
-    print(f"{'kernel':>6} {'D':>4} {'BIG':>4} {'SMALL':>5} {'warps':>5} {'stages':>6} | {'regs':>4} "
-          f"{'spill B':>7} {'smem KiB':>8} {'async copies':>12}")
-    for D, per_kernel in CONFIGS.items():
-        for name, (fn, big_name, small_name) in kernels.items():
-            big, small, warps, stages = per_kernel[name]
-            constexprs = {"CAUSAL": True, big_name: big, small_name: small, "HEAD_DIM": D}
-            signature = {n: "constexpr" if n in constexprs else pointers.get(n, "fp32" if "scale" in n else "i32")
-                         for n in fn.arg_names}
-            aligned = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names) if n in pointers or n == "T"}
-            compiled = triton.compile(ASTSource(fn, signature, constexprs, aligned), target=GPUTarget("cuda", arch, 32),
-                                      options={"num_warps": warps, "num_stages": stages})
-            with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-                f.write(compiled.asm["cubin"])
-                f.flush()
-                usage = subprocess.run([str(cuobjdump), "-res-usage", f.name], capture_output=True, text=True).stdout
-            regs, stack = re.search(r"REG:(\d+)", usage)[1], re.search(r"STACK:(\d+)", usage)[1]
-            copies = len(re.findall(r"cp\.async\.c[ag]", compiled.asm["ptx"]))
-            print(f"{name:>6} {D:>4} {big:>4} {small:>5} {warps:>5} {stages:>6} | {regs:>4} {stack:>7} "
-                  f"{compiled.metadata.shared / 1024:>8.0f} {copies:>12}")
-
-
 if __name__ == "__main__":
-    if "--compile-report" in sys.argv:  # --arch 80 for an A100, 90 (default) for an H100
-        compile_report(int(sys.argv[sys.argv.index("--arch") + 1]) if "--arch" in sys.argv else 90)
-    elif not torch.cuda.is_available():
+    if not torch.cuda.is_available():
         print("kernels/attention.py: no CUDA GPU here, so there is nothing to time. What can be checked on a "
               "CPU: `python -m pytest -q tests/test_kernels.py` (the kernels under the Triton "
-              "interpreter) and `python kernels/attention.py --compile-report` (registers, spills for an H100).")
+              "interpreter) and `python kernels/compile_report.py` (registers, spills for an H100; --arch 80: A100).")
     else:
         print(f"{torch.cuda.get_device_name()}, bf16, causal; ratio = ours / SDPA, forward + backward")
         benchmark()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kernels.attention import attention_reference, flash_attention
+from kernels.attention import _launch_config, attention_reference, flash_attention
 from kernels.rmsnorm import rms_norm, rms_norm_reference
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,20 +151,38 @@ def test_attention_rejects_bad_input():
 
 @pytest.mark.skipif(not (Path(sys.modules["triton"].__file__).parent / "backends/nvidia/bin/ptxas").exists(),
                     reason="this Triton has no bundled ptxas")
-def test_attention_compiles_for_h100_without_spills():
-    """The real compiler path (not the interpreter): every kernel config compiles for sm_90 with no register
-    spills and with its loads software-pipelined (async copies). Run in a fresh process: this one is in
-    interpreter mode."""
+@pytest.mark.parametrize("arch", [90, 80], ids=["h100", "a100"])
+def test_every_kernel_compiles_without_spills(arch):
+    """The real compiler path (not the interpreter), with the tiles the launcher picks on that GPU: every
+    kernel compiles with no register spills, and the attention kernels' loads are software-pipelined (async
+    copies). Run in a fresh process: this one is in interpreter mode."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_DEFAULT_FP_FUSION"] = "1"
-    out = subprocess.run([sys.executable, str(ROOT / "kernels/attention.py"), "--compile-report"], env=env,
+    out = subprocess.run([sys.executable, str(ROOT / "kernels/compile_report.py"), "--arch", str(arch)], env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    rows = [line.split() for line in out.stdout.splitlines() if "|" in line][1:]
-    assert len(rows) == 6, out.stdout
-    for row in rows:  # kernel D BIG SMALL warps stages | regs spill smem copies
-        assert int(row[8]) == 0, f"register spills: {' '.join(row)}"
-        assert int(row[10]) > 0, f"loads not pipelined: {' '.join(row)}"
+    lines = out.stdout.splitlines()
+    header = lines[1].split()  # kernel config regs spill_B smem_KiB async_copies
+    rows = [dict(zip(header, line.split())) for line in lines[2:]]
+    kernels = [row["kernel"] for row in rows]
+    assert kernels.count("attn_fwd") == kernels.count("attn_dkdv") == kernels.count("attn_dq") == 2, out.stdout
+    assert kernels.count("rms_fwd") == kernels.count("rms_bwd") >= 4, out.stdout
+    for row in rows:
+        assert int(row["spill_B"]) == 0, f"register spills on sm_{arch}: {row}"
+        # the sm_80 tiles also run on every 8.x GPU and unknown ones: sm_86/89/120 give a program 99 KiB
+        assert float(row["smem_KiB"]) <= (99 if arch == 80 else 227), f"too much shared memory: {row}"
+        if row["kernel"] in ("attn_fwd", "attn_dkdv", "attn_dq"):
+            assert int(row["async_copies"]) > 0, f"loads not pipelined on sm_{arch}: {row}"
+
+
+def test_launcher_picks_the_tiles_of_the_gpu_generation():
+    """An A100 (8.x) gets its own dK/dV tile at head dim 128, an H100 (9.x) the one it was tuned with, an
+    unknown generation (or the CPU interpreter) the A100's; short sequences shrink the tiles."""
+    assert _launch_config("dkdv", 4096, 128, major=9) == (128, 32, 8, 2)
+    assert _launch_config("dkdv", 4096, 128, major=8) == (64, 32, 8, 3)
+    assert _launch_config("dkdv", 4096, 128, major=12) == _launch_config("dkdv", 4096, 128, major=8)
+    assert _launch_config("fwd", 4096, 32, major=9) == (128, 64, 4, 3)  # head dim 32 uses the D=64 tiles
+    assert _launch_config("fwd", 20, 64, major=9) == (32, 32, 4, 3)
 
 
 # ------------------------------------------------------------------------------------------- rmsnorm
