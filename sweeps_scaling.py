@@ -259,17 +259,22 @@ def isoflop_section(check):
 
 
 def isoflop_note(check):
-    """Approach 2's sentence for the conclusion: its exponents against Approach 3's and the paper's."""
-    ne = check["isoflop"]["non_embedding"]
-    beyond = ", ".join(f"{m['C']:.2g}" for m in ne["minima"] if not m["inside"])
+    """Approach 2's sentence for the conclusion: its exponents against Approach 3's and the paper's, and
+    which budgets it could not use."""
+    iso = check["isoflop"]
+    ne, a3 = iso["non_embedding"], check["optimal"][0]
+    found = {m["C"] for m in ne["minima"]}
+    unused = [f"C = {m['C']:.2g} (its minimum lies beyond the sizes trained)" for m in ne["minima"] if not m["inside"]]
+    unused += [f"C = {c:.2g} (no minimum: the profile only falls or rises)" for c in iso["budgets"] if c not in found]
+    left_out = f" Left out of a and b: {'; '.join(unused)}." if unused else ""
     if ne["a"] is None:
         return (" IsoFLOP profiles (Approach 2): fewer than two budgets have their minimum inside the sizes "
-                "trained, so no exponents: the lines need sizes further out.")
+                "trained, so no exponents: the lines need sizes further out." + left_out)
     (alo, ahi), (blo, bhi) = ne["interval"]["a"], ne["interval"]["b"]
+    agree = "inside" if alo <= a3["a"] <= ahi else "outside"
     return (f" IsoFLOP profiles (Approach 2, the same runs): a = {ne['a']:.2f} ({alo:.2f}-{ahi:.2f}), b = "
-            f"{ne['b']:.2f} ({blo:.2f}-{bhi:.2f}), against Approach 3's a = {check['optimal'][0]['a']:.2f}, "
-            f"b = {check['optimal'][0]['b']:.2f} and the paper's a 0.46-0.50, b 0.50-0.54"
-            + (f"; the minima at C = {beyond} lie beyond the sizes trained and are left out." if beyond else "."))
+            f"{ne['b']:.2f} ({blo:.2f}-{bhi:.2f}), against Approach 3's a = {a3['a']:.2f}, b = {a3['b']:.2f} "
+            f"({agree} Approach 2's interval of a) and the paper's a 0.46-0.50, b 0.50-0.54." + left_out)
 
 
 def plot_isoflop(path, points, check):

@@ -238,6 +238,17 @@ def test_scaling_analysis_recovers_a_known_law_and_predicts_the_held_out_run(tmp
     assert (report.parent / "isoflop.png").stat().st_size > 5000
 
 
+def test_the_conclusion_names_the_budgets_approach_2_could_not_use():
+    minimum = {"N_opt": 1e4, "D_opt": 1e6, "loss_opt": 4.0, "parabola": [1.0, -2.0, 3.0]}
+    iso = {"minima": [{**minimum, "C": 1e11, "inside": True}, {**minimum, "C": 1e12, "inside": False}],
+           "a": None, "b": None, "interval": {"a": (math.nan, math.nan), "b": (math.nan, math.nan)}}
+    check = {"isoflop": {"budgets": [1e11, 1e12, 1e13], "non_embedding": iso, "total": iso},
+             "optimal": [{"a": 0.5, "b": 0.5}]}
+    note = sweeps_scaling.isoflop_note(check)
+    assert "no exponents" in note and "C = 1e+12 (its minimum lies beyond the sizes trained)" in note
+    assert "C = 1e+13 (no minimum" in note and "C = 1e+11" not in note
+
+
 def test_scaling_grid_trains_end_to_end_and_keeps_finished_runs(tmp_path, monkeypatch):
     data = build_tiny_dataset(tmp_path / "data")
     spec = {**scaling_spec(data), "isoflops": {3e8: [(1, 16), (1, 32), (2, 32)], 6e8: [(1, 16), (1, 32), (2, 32)]},
