@@ -51,10 +51,12 @@ from sweeps import parse_set  # --set key=value, the same as sweeps.py's
 #    sets over the incident's config}. A fixed run whose config is the baseline's is the baseline's run.
 #    compare="fixed": the incident needs a harsher setting than the baseline to show (no_warmup, no_clip),
 #    so the detector compares it with its first fixed run (same run, fixed), and that comparison is the cure.
+#    over_seeds: at this scale the incident sits near its detector's threshold (one seed manifests, the next
+#    does not), so it runs at every baseline seed and counts as reproduced only if it manifests at all of them.
 
 INCIDENTS = {
     "lr_x10": dict(
-        detect=detect_divergence, operation="learning rate x10",
+        detect=detect_divergence, operation="learning rate x10", over_seeds=True,
         fixed={"qk_norm + z_loss 1e-4, same LR": lambda base: {"qk_norm": True, "z_loss": 1e-4}},
         cure=detect_recovered_at_the_end,
         cause="Each AdamW step moves every weight by roughly the learning rate. Ten times that overshoots: "
@@ -64,7 +66,7 @@ INCIDENTS = {
             "monitor with rollback plus a lower LR rescues a run that diverges late."),
     "no_warmup": dict(
         detect=detect_early_instability, operation="warmup off (full LR from step 0; LR x3, see config)",
-        fixed={"warmup back": lambda base: {"warmup_iters": base["warmup_iters"]}}, compare="fixed",
+        fixed={"warmup back": lambda base: {"warmup_iters": base["warmup_iters"]}}, compare="fixed", over_seeds=True,
         cause="At step 0 AdamW's second-moment estimate is built from a handful of gradients, so the first "
               "updates are full-size steps in poorly-estimated directions while the weights are random: "
               "the loss jumps around before it settles.",
@@ -79,7 +81,7 @@ INCIDENTS = {
             "hundred thousand tokens per step (at 1B scale); lower the LR if the batch must stay small."),
     "no_clip": dict(
         detect=detect_grad_explosion, operation="gradient clipping off (at lr_x10's LR, see config)",
-        fixed={"clipped at 1.0": lambda base: {"grad_clip": base["grad_clip"]}}, compare="fixed",
+        fixed={"clipped at 1.0": lambda base: {"grad_clip": base["grad_clip"]}}, compare="fixed", over_seeds=True,
         cause="Without a cap, one unlucky batch with a huge gradient produces a huge update; the next "
               "gradients are larger still, and the loss spikes or collapses. AdamW divides each update by "
               "a running RMS of the gradient, which absorbs a few isolated spikes (compare the final loss); "
@@ -286,7 +288,10 @@ def write_incident_report(report_dir, results, base, base_config, seeds, sensiti
                 lines += [f"![{name} per block]({name}_layers.png)", ""]
             lines += [f"Changed: `{res['diff']}`. Run ended '{res['run']['end'].get('status', 'killed')}' at step "
                       f"{res['run']['end'].get('step', '?')}.", ""]
-        lines += [f"Measured: {res['measured']}", "", f"Fixed run: {res['cure_text']}", ""]
+        lines += [f"Measured: {res['measured']}", ""]
+        lines += [f"- seed {s}: {'**manifested**' if ok else 'did not manifest'}: {text}"
+                  for s, (ok, text) in res.get("seeds", {}).items()] + [""] * bool(res.get("seeds"))
+        lines += [f"Fixed run: {res['cure_text']}", ""]
         if res.get("run"):
             lines += ["What the stability monitor flagged:"] + event_lines(res["run"])
     baseline = changed_keys({k: v for k, v in base_config.items() if k != "_base"}, load_config())
@@ -326,6 +331,23 @@ def analyse_incident(name, run, base, fixed, band):
             "against": against, "cure_text": " / ".join(cures)}
 
 
+def judge_over_seeds(name, res, runs, seeds_runs, band):
+    """An over_seeds incident: its detector at every baseline seed (against that seed's baseline, or that
+    seed's fixed run). Reproduced only if it manifests at all of them: one lucky seed is no demonstration.
+    res["seeds"] = {seed: (manifested, measured sentence)}; the row's sentence says how many manifested."""
+    inc = INCIDENTS[name]
+    first, *others = seeds_runs
+    res["seeds"] = {first: (res["reproduced"], res["measured"])}
+    for s in others:
+        ref = runs[f"{name}_fixed0_seed{s}"] if inc.get("compare") == "fixed" else seeds_runs[s]
+        manifested, text = inc["detect"](runs[f"{name}_seed{s}"], ref, band)
+        res["seeds"][s] = (bool(manifested), text)
+    hits = [s for s, (ok, _) in res["seeds"].items() if ok]
+    res["reproduced"] = len(hits) == len(res["seeds"])
+    res["measured"] += (f" [seed {first}; manifested at {len(hits)} of {len(res['seeds'])} seeds"
+                        f"{' (' + ', '.join(map(str, hits)) + ')' if hits else ''}: see the seeds below]")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # 3. Running the lab: every run the report needs, each config once, `workers` at a time
 
@@ -362,6 +384,12 @@ def lab_specs(names, base_files, base_config, config_dir, seeds, sweep):
         for i, (label, change) in enumerate(INCIDENTS[name].get("fixed", {}).items()):
             specs[f"{name}_fixed{i}"] = (files, change(base_config))
             fixed[name].append((label, f"{name}_fixed{i}"))
+        if INCIDENTS[name].get("over_seeds"):  # the other seeds: the incident, and the run it is judged against
+            for s in seeds[1:]:
+                specs[f"{name}_seed{s}"] = (files, {"seed": s})
+                if INCIDENTS[name].get("compare") == "fixed":
+                    first_fix = next(iter(INCIDENTS[name]["fixed"].values()))
+                    specs[f"{name}_fixed0_seed{s}"] = (files, {**first_fix(base_config), "seed": s})
     if sweep:
         specs.update({n: (base_files, o) for n, o in sweep_runs(base_config).items()})
     return specs, fixed
@@ -408,6 +436,8 @@ def run_incidents(names, out_root="out/incidents", report_dir="report/incidents"
         if name == "fp16_no_scaler" and first_nonfinite(run)[0] is None:
             run["probe"] = fp16_probe(out_root / name, report_only)
         res = analyse_incident(name, run, base, fixed, band)
+        if INCIDENTS[name].get("over_seeds") and len(seed_list) > 1:
+            judge_over_seeds(name, res, runs, seeds_runs, band)
         res["diff"] = change_text(load_config(*specs[name][0]), base_config)
         plot_incident(report_dir / f"{name}.png", name, run, base, fixed)
         if run.get("layers"):
@@ -431,6 +461,7 @@ def write_results(report_dir, results):
     scripts (retro.py's problems table); the runs themselves stay in their metrics.jsonl."""
     rows = {name: {"operation": INCIDENTS[name]["operation"], "measured": r["measured"],
                    "reproduced": bool(r["reproduced"]), "against": r.get("against"), "fixed": r.get("cure_text"),
+                   "seeds": {str(s): ok for s, (ok, _) in r.get("seeds", {}).items()} or None,
                    "cause": INCIDENTS[name]["cause"], "fix": INCIDENTS[name]["fix"]} for name, r in results.items()}
     write_json(Path(report_dir) / "results.json", rows)
 

@@ -230,6 +230,9 @@ def synthetic_suite(root):
         for i in range(fixes):
             write_run(out / f"{name}_fixed{i}", *healthy(9), layers={"grad_zero_pct": [0.0, 0.0]})
     write_run(out / "bad_batch_fixed0", *healthy(8), events=[{"step": 100, "event": "spike", "action": "rollback"}])
+    for name in ("lr_x10", "no_warmup", "no_clip"):  # over_seeds: the incident at the second seed too ...
+        write_run(out / f"{name}_seed1338", *runs[name])
+    write_run(out / "no_warmup_fixed0_seed1338", *healthy(9))  # ... and the same run fixed (no_clip's is lr_x10)
     probe = {"verbatim": 31, "asked": 32, "loss": 2.0, "base_verbatim": 0, "base_loss": 6.0}
     (out / "dup_data" / "probe.json").write_text(json.dumps(probe))
     (out / "dup_data_fixed0" / "probe.json").write_text(json.dumps({**probe, "verbatim": 1, "loss": 5.8}))
@@ -255,6 +258,18 @@ def test_incident_report_has_a_row_a_fixed_run_and_a_plot_per_incident(tmp_path,
     assert (tmp_path / "rep" / "overview.png").stat().st_size > 5000
     assert all(results[n]["reproduced"] for n in incidents.INCIDENTS), \
         {n: results[n]["measured"] for n in incidents.INCIDENTS if not results[n]["reproduced"]}
+
+
+def test_a_near_threshold_incident_counts_only_if_it_manifests_at_every_seed(tmp_path):
+    out = synthetic_suite(tmp_path)
+    write_run(out / "no_warmup_seed1338", *healthy(9))  # seed 1338: as healthy as its warmed-up run
+    report, results = incidents.run_incidents(["no_warmup", "sgd"], out_root=out, report_dir=tmp_path / "rep",
+                                              report_only=True, seeds=2, sweep=False)
+    res = results["no_warmup"]
+    assert res["seeds"][1337][0] and not res["seeds"][1338][0] and not res["reproduced"]
+    assert "manifested at 1 of 2 seeds (1337)" in res["measured"]
+    assert "- seed 1338: did not manifest: grad norm x1.0" in report.read_text()
+    assert "seeds" not in results["sgd"]  # judged at the lab's seed only (its margin is large)
 
 
 def test_sweep_report_names_the_winner_of_its_own_table(tmp_path):
