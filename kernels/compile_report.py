@@ -8,9 +8,9 @@ machine: it compiles each kernel ahead of time with the ptxas that ships inside 
 on that GPU would (the tiles that kernels/attention.py picks for that arch), and prints one row per kernel:
 
     regs          registers per thread; 255 is the ceiling
-    spill B       bytes spilled to local memory (slow, off-chip): should be 0
-    smem KiB      shared memory per program (a GPU of compute capability 8.x has 99-163 KiB, 9.0 has 227)
-    async copies  cp.async instructions the software pipeline issued, so that the next tile's loads overlap
+    spill_B       bytes spilled to local memory (slow, off-chip): should be 0
+    smem_KiB      shared memory per program (a GPU of compute capability 8.x has 99-163 KiB, 9.0 has 227)
+    async_copies  cp.async instructions the software pipeline issued, so that the next tile's loads overlap
                   this tile's math: must be > 0 in the attention kernels with a key or query loop (fwd, dkdv,
                   dq). attn_delta and rms_fwd have no loop; rms_bwd's row loop is left unpipelined by Triton
                   (it pipelines loads that feed a tl.dot): a memory-bound kernel hides latency with many programs.
@@ -100,7 +100,7 @@ def report(arch):
     print(f"sm_{arch}, Triton {triton.__version__}'s ptxas; attention tiles for compute capability {arch // 10}.x")
     print(f"{'kernel':<10} {'config':<22} {'regs':>4} {'spill_B':>7} {'smem_KiB':>8} {'async_copies':>12}")
     for kernel, config, usage in attention_rows(arch) + rmsnorm_rows(arch):
-        print(f"{kernel:<10} {config:<22} {usage['regs']:>4} {usage['spill']:>7} {usage['smem'] / 1024:>8.0f} "
+        print(f"{kernel:<10} {config:<22} {usage['regs']:>4} {usage['spill']:>7} {usage['smem'] / 1024:>8.1f} "
               f"{usage['copies']:>12}", flush=True)
 
 
