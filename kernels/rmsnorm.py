@@ -168,7 +168,8 @@ def benchmark():
 if __name__ == "__main__":
     if not torch.cuda.is_available():
         print("kernels/rmsnorm.py: no CUDA GPU here, so there is nothing to time; the CPU checks are "
-              "`python -m pytest -q tests/test_kernels.py` (Triton interpreter).")
+              "`python -m pytest -q tests/test_kernels.py` (Triton interpreter) and "
+              "`python kernels/compile_report.py` (registers, spills for an H100; --arch 80: A100).")
         sys.exit(0)
     print(f"{torch.cuda.get_device_name()}, bf16, M = 16384 rows; GB/s of the minimal traffic (higher is better)")
     benchmark()
