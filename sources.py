@@ -8,11 +8,13 @@ Hugging Face stream (--hf).
 Every reader yields documents {"source", "name", "text"} and counts its problems in a `stats` dict.
 
 Unlike prepare.py, which holds the whole pipeline, this file only knows inputs. A *shard* is a bounded
-slice of one source (a group of small files, a byte range of a large .jsonl, one compressed file, a range
-of the built-in texts): the unit a worker reads, cleans and tokenizes on its own. plan_shards() cuts the
+slice of one source (a group of small files, a byte range of the text of a large .jsonl[.gz|.zst], a
+range of the built-in texts): the unit a worker reads, cleans and tokenizes on its own. plan_shards() cuts the
 inputs, read_shard() streams one shard's documents. dedup.py's benchmark reads the built-in corpus here too.
 """
+import contextlib
 import gzip
+import itertools
 import json
 import re
 import subprocess
@@ -35,6 +37,10 @@ TEXT_SUFFIXES = (".txt", ".md")
 HTML_SUFFIXES = (".html", ".htm")
 WARC_SUFFIXES = (".warc", ".warc.gz")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
+# A compressed .jsonl is cut into at most this many shards. Shard i of k decompresses (i + 1) / k of the
+# file, so cutting costs (k + 1) / 2 decompressions of it: here at most ~12% of the CPU its cleaning takes
+# (docs/data.md measured zstd at ~830 MB/s, gzip at ~200 MB/s, cleaning at ~2.8 MB per CPU-second).
+MAX_CUTS = {".gz": 16, ".zst": 64}
 
 # ---------------------------------------------------------------------------------------------------------
 # Bytes -> text, and what is counted on the way
@@ -177,39 +183,59 @@ def zstd_chunks(path, size=1 << 20):
         raise UserError(f"{path}: truncated .zst (the last frame is cut off); re-download it")
 
 
+def gzip_chunks(path, size=1 << 20):
+    """The decompressed bytes of a .gz file (a cut one raises EOFError at the end)."""
+    with gzip.open(path, "rb") as f:
+        while chunk := f.read(size):
+            yield chunk
+
+
+def text_chunks(path, start=0, size=1 << 20):
+    """The text of a .jsonl[.gz|.zst] file (decompressed) from byte `start` on, in chunks. A plain file is
+    entered by a seek. A compressed stream cannot be entered in the middle: it is decompressed from its
+    start, and the bytes before `start` are dropped as they come, never split into lines or parsed."""
+    name = str(path).lower()
+    if not name.endswith((".gz", ".zst")):
+        with open(path, "rb") as f:
+            f.seek(start)
+            while chunk := f.read(size):
+                yield chunk
+        return
+    pos = 0
+    for chunk in zstd_chunks(path, size) if name.endswith(".zst") else gzip_chunks(path, size):
+        if pos + len(chunk) > start:
+            yield chunk[max(0, start - pos):]
+        pos += len(chunk)
+
+
 def lines_of(chunks):
-    """Byte chunks -> lines (with their b'\\n'), the way a file object's iteration gives them."""
-    rest = b""
+    """Byte chunks -> lines (with their b'\\n'), the way a file object's iteration gives them. The pieces
+    of a line longer than a chunk are joined once, not copied again with every chunk."""
+    rest = []
     for chunk in chunks:
-        lines = (rest + chunk).split(b"\n")
-        rest = lines.pop()
+        lines = chunk.split(b"\n")
+        if len(lines) == 1:
+            rest.append(chunk)
+            continue
+        lines[0] = b"".join(rest + [lines[0]])
+        rest = [lines.pop()]
         yield from (line + b"\n" for line in lines)
-    if rest:
-        yield rest
+    if tail := b"".join(rest):
+        yield tail
 
 
 def jsonl_lines(path, start=0, stop=None):
-    """The lines of a .jsonl[.gz|.zst] file. An uncompressed file can be read from byte `start` to
-    `stop`: a line belongs to the range it starts in."""
-    name = str(path)
-    if name.endswith(".zst"):
-        yield from lines_of(zstd_chunks(path))
-        return
-    if name.endswith(".gz"):
-        with gzip.open(path, "rb") as f:  # a cut .gz raises EOFError at the end
-            yield from f
-        return
-    with open(path, "rb") as f:
-        if start:
-            f.seek(start - 1)
-            f.readline()  # the rest of the line that started before `start` (just b"\n" if it ended there)
-        pos = f.tell()
-        while stop is None or pos < stop:
-            line = f.readline()
-            if not line:
-                break
-            yield line
-            pos += len(line)
+    """The lines of a .jsonl[.gz|.zst] file that start in bytes [start, stop) of its text (decompressed):
+    a line belongs to the range it starts in, so ranges that tile the text give every line once."""
+    pos = max(start - 1, 0)
+    lines = lines_of(text_chunks(path, pos))
+    if start:
+        pos += len(next(lines, b""))  # the rest of the line that started before `start` (just b"\n" if it ended there)
+    for line in lines:
+        if stop is not None and pos >= stop:
+            return  # a compressed file is not decompressed past the range
+        yield line
+        pos += len(line)
 
 
 def jsonl_docs(path, source, stats, field, start=0, stop=None):
@@ -276,10 +302,21 @@ def zstd_errors():
     return (zstd.ZstdError,) if zstd else ()
 
 
-def file_docs(file, source, stats, opts, start=0, stop=None):
-    """One local file by its suffix; an unreadable or cut file is a one-line error naming it."""
-    name = file.name.lower()
+@contextlib.contextmanager
+def named_errors(file):
+    """An unreadable or cut file becomes a one-line error naming it."""
     try:
+        yield
+    except EOFError as e:  # gzip's way of saying the file was cut
+        raise UserError(f"{file}: truncated ({e})") from None
+    except (OSError, ValueError, *zstd_errors()) as e:  # unreadable, not gzip, bad .parquet
+        raise UserError(f"{file}: cannot read it ({type(e).__name__}: {e})") from None
+
+
+def file_docs(file, source, stats, opts, start=0, stop=None):
+    """One local file by its suffix (a .jsonl[.gz|.zst] from byte `start` to `stop` of its text)."""
+    name = file.name.lower()
+    with named_errors(file):
         if name.endswith(TEXT_SUFFIXES):
             yield from text_file_docs(file, source, stats, int(opts["max_doc_mb"] * 1_000_000))
         elif name.endswith(JSONL_SUFFIXES):
@@ -292,10 +329,6 @@ def file_docs(file, source, stats, opts, start=0, stop=None):
             yield from extract.warc_documents(file, stats, source)
         else:
             bump(stats, "skipped_unsupported")
-    except EOFError as e:  # gzip's way of saying the file was cut
-        raise UserError(f"{file}: truncated ({e})") from None
-    except (OSError, ValueError, *zstd_errors()) as e:  # unreadable, not gzip, bad .parquet
-        raise UserError(f"{file}: cannot read it ({type(e).__name__}: {e})") from None
 
 
 def list_files(path):
@@ -353,12 +386,48 @@ def group(items, sizes, max_bytes):
     return groups + [current] if current else groups
 
 
+def text_size(path):
+    """Bytes of text in a file: its size, or for a .jsonl.gz/.zst its size decompressed. That is known
+    only by decompressing the whole file once, in the planner: about 1% of what cleaning the file costs
+    (measured in docs/data.md), and a cut file is then found before any worker starts."""
+    if not path.name.lower().endswith((".jsonl.gz", ".jsonl.zst")):
+        return path.stat().st_size
+    with named_errors(path):
+        return sum(len(chunk) for chunk in text_chunks(path))
+
+
+def path_shards(base, files, limit):
+    """A local source's files -> shards, in file order: runs of small files grouped up to `limit` bytes
+    of text, and each bigger .jsonl[.gz|.zst] cut into byte ranges of its text (`limit` bytes each, or
+    1 / MAX_CUTS of a compressed file if that is more)."""
+    sizes = {f: text_size(f) for f in files}
+    is_big = {f: f.name.lower().endswith(JSONL_SUFFIXES) and sizes[f] > limit for f in files}
+    shards = []
+    for big, run in itertools.groupby(files, key=is_big.get):
+        run = list(run)
+        if not big:
+            for g in group(run, [sizes[f] for f in run], limit):
+                shards.append({**base, "files": [str(f) for f in g], "bytes": sum(sizes[f] for f in g),
+                               "stamp": [stamp(f) for f in g]})
+            continue
+        for f in run:
+            cuts = MAX_CUTS.get(f.suffix.lower())
+            step = max(limit, -(-sizes[f] // cuts)) if cuts else limit
+            for start in range(0, sizes[f], step):
+                stop = min(sizes[f], start + step)
+                shards.append({**base, "files": [str(f)], "range": [start, stop], "bytes": stop - start,
+                               "stamp": [stamp(f), start, stop]})
+    return shards
+
+
 def plan_shards(sources, opts):
     """Sources -> shards, each a small dict a worker can be sent: {"source", "kind", "is_code", "bytes",
     "stamp" (what the cache key knows of its input), and where to read: "files", "part" or "range"}.
-    Small files are grouped up to opts["shard_mb"]; an uncompressed .jsonl is cut into byte ranges
-    (a line belongs to the range it starts in); a compressed file cannot be entered in the middle, so it
-    is one shard: give a big dump as many files, as FineWeb ships it."""
+    Sizes are bytes of text (decompressed). Small files are grouped up to opts["shard_mb"]; a .jsonl[.gz|.zst]
+    above it is cut into byte ranges of its text, "range": [start, stop] (a line belongs to the range it
+    starts in). A compressed file cannot be entered in the middle, so each of its shards decompresses it
+    from the start and drops the bytes before its range: shard i of k decompresses (i + 1) / k of the
+    file, the price of cutting a big .gz/.zst (measured in docs/data.md)."""
     limit = max(1, int(opts["shard_mb"] * 1_000_000))
     shards = []
     for name, kind, what in sources:
@@ -384,19 +453,7 @@ def plan_shards(sources, opts):
         elif kind == "hf":
             shards.append({**base, "bytes": 0, "stamp": [what, opts["hf_docs"]], "hf": what})
         else:
-            files = list_files(what)
-            small = [f for f in files if not (f.name.endswith(".jsonl") and f.stat().st_size > limit)]
-            sizes = [f.stat().st_size for f in small]
-            for g in group(small, sizes, limit):
-                shards.append({**base, "files": [str(f) for f in g], "bytes": sum(f.stat().st_size for f in g),
-                               "stamp": [stamp(f) for f in g]})
-            for f in files:
-                if f not in small:
-                    size = f.stat().st_size
-                    for start in range(0, size, limit):
-                        stop = min(size, start + limit)
-                        shards.append({**base, "files": [str(f)], "range": [start, stop], "bytes": stop - start,
-                                       "stamp": [stamp(f), start, stop]})
+            shards += path_shards(base, list_files(what), limit)
     return shards
 
 
