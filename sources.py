@@ -39,7 +39,7 @@ WARC_SUFFIXES = (".warc", ".warc.gz")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
 # A compressed .jsonl is cut into at most this many shards. Shard i of k decompresses (i + 1) / k of the
 # file, so cutting costs (k + 1) / 2 decompressions of it: here at most ~12% of the CPU its cleaning takes
-# (docs/data.md measured zstd at ~830 MB/s, gzip at ~200 MB/s, cleaning at ~2.8 MB per CPU-second).
+# (docs/data.md measured zstd at ~820 MB/s, gzip at ~210 MB/s, cleaning at ~2.8 MB per CPU-second).
 MAX_CUTS = {".gz": 16, ".zst": 64}
 
 # ---------------------------------------------------------------------------------------------------------
@@ -388,8 +388,8 @@ def group(items, sizes, max_bytes):
 
 def text_size(path):
     """Bytes of text in a file: its size, or for a .jsonl.gz/.zst its size decompressed. That is known
-    only by decompressing the whole file once, in the planner: about 1% of what cleaning the file costs
-    (measured in docs/data.md), and a cut file is then found before any worker starts."""
+    only by decompressing the whole file once, in the planner: 0.4% (.zst) to 1.4% (.gz) of what cleaning
+    it costs (docs/data.md), and a cut file is then found before any worker starts."""
     if not path.name.lower().endswith((".jsonl.gz", ".jsonl.zst")):
         return path.stat().st_size
     with named_errors(path):
