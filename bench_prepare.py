@@ -30,7 +30,7 @@ import dedup
 import prepare
 import sources
 
-FILE_MB = 16  # one .jsonl.zst per 16 MB of text: a compressed file is one shard, as FineWeb's dumps are cut
+FILE_MB = 16  # one .jsonl.zst per 16 MB of text, as dumps come in many files (prepare cuts each in 2 shards)
 BANNERS = ["We use cookies to improve your experience on our website. Accept all cookies?",
            "Subscribe to our newsletter and never miss an update from the team.",
            "Copyright 2024 Example Media Group. All rights reserved worldwide.",
