@@ -13,7 +13,8 @@ The lesson, top to bottom:
   2. each has fixed runs: the same run with the fix (qk_norm + z_loss, warmup, clipping, bf16 or a
      GradScaler, dedup, rollback...); a fixed run equal to the baseline is the baseline's run
   3. train.py runs them, two at a time, and writes out/incidents/NAME/metrics.jsonl; the baseline also
-     runs over 3 seeds, whose spread is the seed noise every verdict is judged against
+     runs over 3 seeds, whose spread is the seed noise every verdict is judged against, and so do the
+     incidents that sit near their detector's threshold at this size (over_seeds: all seeds must manifest)
   4. a detector per phenomenon (incident_detectors.py) turns those lines into one measured sentence,
      for the incident and for each fixed run; nothing in the report is written in advance
   5. the LR-sensitivity sweep (lr_sensitivity.py, Wortsman et al. 2023): final loss vs LR for the
