@@ -33,7 +33,7 @@ incidents: venv
 
 # Controlled experiments (README: Controlled experiments, sweeps.py): 1-5 min each -> report/sweeps/NAME/report.md
 # sweep-clean, sweep-vocab: data experiments (sweeps_data.py); sweep-scaling: the Chinchilla study, Approaches
-# 2 and 3 on 20 IsoFLOP runs + 1 held out (~20 core-minutes estimated, not yet measured; the earlier grid: 49 min);
+# 2 and 3 on 20 IsoFLOP runs + 1 held out (8 min measured on 2 idle cores; the earlier grid: 49 min, shared);
 # sweep-lr_1b, sweep-batch_1b, sweep-warmup_1b: the plan's values at config/1b.py (GPU hours, see each file), on
 # one 8-GPU node with SWEEP_ARGS="--nproc 8" (each run under torchrun); SWEEP_ARGS passes any sweeps.py option
 .PHONY: sweep-mix sweep-lr sweep-batch sweep-warmup sweep-schedule sweep-ckpt sweep-seed sweep-clean sweep-vocab \

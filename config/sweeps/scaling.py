@@ -9,10 +9,9 @@ a model 2.4x the largest fitted size's parameters; the report predicts its loss,
 The sizes slide up the ladder with the budget (a window of 5 of 8), placed from measured runs: a pilot of
 the 5e11 line (2026-12-06, 2 shared cores) gave val loss 4.673, 4.623, 4.579, 4.773, 4.994, 5.286, 5.542 for
 3.4k, 6.7k, 13k, 27k, 56k, 101k, 151k parameters (a minimum near 13k, ~115 tokens per parameter), and
-the earlier sizes x tokens grid put the best model at ~1.6e12 FLOPs near 56k. Cost, estimated from step
-times measured on this machine when quiet: ~20 core-minutes (~10 minutes with 2 jobs on 2 idle cores), 7%
-more than the earlier grid by the same estimate (that grid took 49 minutes on 2 cores shared with other
-jobs). This grid's own time is NOT measured yet.
+the earlier sizes x tokens grid put the best model at ~1.6e12 FLOPs near 56k. Measured: 488 s for all 21
+runs with 2 jobs on 2 idle cores (2026-12-06, Intel Xeon); the earlier grid took 49 minutes on 2 cores
+shared with other jobs.
 
 The vocabulary is 1,024 tokens so that the embedding is a small share of most models (1,024 x 16 = 16k
 parameters beside 3.4k in the smallest blocks: there the output layer is most of the FLOPs, which is why
