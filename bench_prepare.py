@@ -3,6 +3,7 @@ bench_prepare.py: prepare.py at scale on generated web-like text: throughput, me
 
     python bench_prepare.py --mb 250                 # ~250 MB of .jsonl.zst -> prepare -> a table of figures
     python bench_prepare.py --mb 1000 --workers 2 --keep   # keep data/bench/ to look at
+    python bench_prepare.py --mb 10000 --reuse-input       # again on the input a run before generated
 
 Unlike dedup_benchmark.py (the MinHash algorithm on the built-in corpus, every pair checked exactly), this
 measures the whole pipeline on input of a chosen size, with duplicates and boilerplate planted at known
@@ -18,6 +19,7 @@ cache and the dataset, dedup precision/recall against the planted copies, boiler
 """
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -28,6 +30,7 @@ import numpy as np
 
 import dedup
 import prepare
+import shards
 import sources
 
 FILE_MB = 16  # one .jsonl.zst per 16 MB of text, as dumps come in many files (prepare cuts each in 2 shards)
@@ -111,38 +114,58 @@ def removed_ids(cache_dir, keys):
     return {n for n, kept in zip(names, keep) if not kept}
 
 
+def reused_input(root, mb):
+    """The truth of an input generated before (truth.json beside it), or {"bytes"} alone for an input
+    whose truth was not kept (dedup then goes unscored; generate() stops one document past mb of text, so
+    mb is its size); None when there is no input to reuse."""
+    files = sorted((root / "input").glob("part-*.jsonl.zst"))
+    if not files:
+        return None
+    if (root / "truth.json").is_file():
+        return json.loads((root / "truth.json").read_text())
+    print(f"reusing {len(files)} input files without their planted list: dedup precision/recall not scored")
+    return {"bytes": mb * 1_000_000}
+
+
 def du(path):
     return int(subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True).stdout.split()[0])
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     p.add_argument("--mb", type=float, default=250, help="MB of text to generate")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--executor", default="pool", choices=["pool", "ray"])
     p.add_argument("--dir", default="data/bench", help="input, cache and dataset go here")
     p.add_argument("--keep", action="store_true", help="keep the generated input and the cache")
-    a = p.parse_args()
+    p.add_argument("--reuse-input", action="store_true", help="keep an input generated before (10 GB: ~25 min)")
+    a = p.parse_args(argv)
     root = Path(a.dir) / f"{a.mb:g}mb"
-    shutil.rmtree(root, ignore_errors=True)
-    t0 = time.perf_counter()
-    truth = generate(root / "input", a.mb, "data/cache")
-    print(f"generated {truth['bytes'] / 1e6:.0f} MB in {time.perf_counter() - t0:.0f} s: "
-          f"{len(truth['planted']):,} planted copies, {truth['banner_lines']:,} banner lines")
+    truth = reused_input(root, a.mb) if a.reuse_input else None
+    if truth is None:
+        shutil.rmtree(root, ignore_errors=True)
+        t0 = time.perf_counter()
+        truth = generate(root / "input", a.mb, "data/cache")
+        (root / "truth.json").write_text(json.dumps(truth))
+        print(f"generated {truth['bytes'] / 1e6:.0f} MB in {time.perf_counter() - t0:.0f} s: "
+              f"{len(truth['planted']):,} planted copies, {truth['banner_lines']:,} banner lines")
+    shutil.rmtree(root / "out", ignore_errors=True)
+    shutil.rmtree(root / "cache", ignore_errors=True)  # a measurement starts from an empty stage cache
     argv = ["--input", f"web={root / 'input'}", "--out", str(root / "out"), "--cache-dir", str(root / "cache"),
             "--executor", a.executor, "--vocab-size", "8192"] + (["--workers", str(a.workers)] if a.workers else [])
     args = prepare.parse_args(argv)
-    keys = prepare.stage_keys(args, sources.plan_shards(sources.parse_inputs(args.input), vars(args)))
+    keys = shards.stage_keys(args, sources.plan_shards(sources.parse_inputs(args.input), vars(args)))
     meta = prepare.main(argv)
-    removed, planted = removed_ids(root / "cache", keys), set(truth["planted"])
-    tp = len(removed & planted)
+    removed, planted = removed_ids(root / "cache", keys), set(truth.get("planted", []))
+    tp = len(removed & planted) if planted else math.nan  # nan: the input's planted list was not kept
     rows = [("input MB", f"{truth['bytes'] / 1e6:.0f}"), ("seconds", meta["seconds"]),
             ("MB/s end to end", meta["raw_mb_per_s"]),
             ("peak RSS driver MB", max(v["peak_rss_mb"] for v in meta["stages"].values())),
             ("peak RSS largest worker MB", max(v.get("worker_peak_rss_mb", 0) for v in meta["stages"].values())),
             ("disk: cache MB", du(root / "cache") // 10**6), ("disk: dataset MB", du(root / "out") // 10**6),
             ("dedup precision", f"{tp / max(1, len(removed)):.4f}"), ("dedup recall", f"{tp / max(1, len(planted)):.4f}"),
-            ("boilerplate lines planted / removed", f"{truth['banner_lines']:,} / {meta['line_dedup']['lines_removed']:,}"),
+            ("boilerplate lines planted / removed", f"{truth.get('banner_lines', math.nan):,} / "
+                                                     f"{meta['line_dedup']['lines_removed']:,}"),
             ("train tokens", f"{meta['bins']['train.bin']['tokens']:,}"),
             ("load average (1 min) at the end", f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")]
     cpu = {k: v.get("cpu_seconds", 0) + v["driver_cpu_seconds"] for k, v in meta["stages"].items()}
