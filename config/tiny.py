@@ -21,4 +21,4 @@ eval_iters = 10  # global batches per val bin and evaluation: 3 bins x 10 x 32 x
 log_interval = 10
 checkpoint_interval = 100
 dtype = "bfloat16"
-compile_model = True  # +25-55% tokens/s on a CPU for ~15 s of compilation (README, Training speed)
+compile_model = True  # 1.6x tokens/s on a CPU for ~15 s of compilation (docs/week3-training.md, Throughput)
