@@ -159,17 +159,23 @@ def check_train(clean_dirs, index, final, train_docs, is_val_final, boilerplate,
     table_path = Path(tempfile.mkdtemp(dir=work, prefix=".contamination-")) / "table.npy"
     try:
         np.save(table_path, table)
-        gids = final["gid"][np.unique(train_docs)]
+        gids = np.sort(final["gid"][np.unique(train_docs)])
+        bounds = np.searchsorted(gids, index["first"])  # shard k's train documents: gids[bounds[k]:bounds[k + 1]]
         tasks, sizes = [], []
         for k, d in enumerate(clean_dirs):
-            local = index["local"][gids[index["shard"][gids] == k]]
+            local = gids[bounds[k]:bounds[k + 1]] - index["first"][k]
             if len(local):
                 tasks.append((d, local, boilerplate, table_path, n))
                 sizes.append(int(np.load(d / "offsets.npy")[-1]))
-        results, record = shards.run_stage("contamination", contamination_shard, tasks, sizes, opts)
+        hit = np.zeros(len(table), dtype=bool)  # which table n-grams train contains, ORed in shard by shard
+
+        def fold(result):  # a shard's found indices are up to len(table) long: never hold one per shard
+            hit[result.pop("found")] = True
+            return result
+        _, record = shards.run_stage("contamination", contamination_shard, tasks, sizes, opts, fold)
     finally:
         shutil.rmtree(table_path.parent, ignore_errors=True)
-    found = np.unique(np.concatenate([r["found"] for r in results] or [np.zeros(0, np.int64)]))
+    found = np.flatnonzero(hit)
     out = {"n": n}
     for g, items in groups.items():
         hashes, item_of = per_group[g]

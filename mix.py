@@ -93,7 +93,8 @@ def choose_bins(source, is_val, tokens, names, shares, args):
         total = args.train_tokens if split_name == "train" else None
         picks, mix_info[split_name] = plan_mix(counts, asked, rng, args.max_epochs if split_name == "train" else 1,
                                                total, split_name)
-        chosen = np.array([idx[s][k] for s in present for k in picks[s]], dtype=np.int64)
+        chosen = np.concatenate([idx[s][np.asarray(picks[s], dtype=np.int64)] for s in present]
+                                or [np.zeros(0, np.int64)])
         if split_name == "train":  # shuffled, so that training does not read one source after the other
             chosen = chosen[rng.permutation(len(chosen))]
         bins[f"{split_name}.bin"] = chosen

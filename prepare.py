@@ -212,7 +212,7 @@ def shard_arrays(tok_dirs, index):
         nbytes.append(np.load(d / "bytes.npy"))
         starts.append(np.cumsum(t) - t)  # where each document starts in its shard's tokens.bin
     cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
-    return {"gid": cat(glob, np.int64), "shard": cat(shard_of, np.int64), "tokens": cat(tokens, np.int64),
+    return {"gid": cat(glob, np.int64), "shard": cat(shard_of, np.int32), "tokens": cat(tokens, np.int32),
             "bytes": cat(nbytes, np.int64), "start": cat(starts, np.int64)}
 
 

@@ -317,8 +317,8 @@ def corpus_index(shard_list, clean_dirs):
     into the sources, has_words (n,), and first[k]: the global id of shard k's first document."""
     counts = [len(np.load(d / "has_words.npy")) for d in clean_dirs]
     first = np.r_[0, np.cumsum(counts)].astype(np.int64)
-    shard_of = np.repeat(np.arange(len(clean_dirs)), counts)
-    return {"first": first, "shard": shard_of, "local": np.arange(first[-1]) - first[shard_of],
+    shard_of = np.repeat(np.arange(len(clean_dirs), dtype=np.int32), counts)  # 4 bytes a document, not 8
+    return {"first": first, "shard": shard_of, "local": (np.arange(first[-1]) - first[shard_of]).astype(np.int32),
             "source": np.array([s["source"] for s in shard_list], dtype=object)[shard_of] if counts else
             np.zeros(0, dtype=object),
             "has_words": np.concatenate([np.load(d / "has_words.npy") for d in clean_dirs] or [np.zeros(0, bool)])}
@@ -403,9 +403,11 @@ def ray_map(fn, tasks, address, workers):
             raise e.as_instanceof_cause() from None
 
 
-def run_stage(name, fn, tasks, sizes, opts):
+def run_stage(name, fn, tasks, sizes, opts, fold=None):
     """fn(*task) for every task, on opts["executor"] ("pool" or "ray"), with a progress bar over the bytes
-    (so tqdm shows MB/s and the ETA) and shards done. -> (results in task order, stage record)."""
+    (so tqdm shows MB/s and the ETA) and shards done. -> (results in task order, stage record).
+    fold(result) -> what to keep of a result, called as each one arrives: a stage whose shards return
+    arrays reduces them there, so the driver holds one result at a time, not one per shard."""
     start = time.perf_counter()
     results = [None] * len(tasks)
     if opts["executor"] == "ray":
@@ -416,7 +418,7 @@ def run_stage(name, fn, tasks, sizes, opts):
         for done, (k, result, error) in enumerate(jobs, 1):
             if error:
                 raise UserError(error)
-            results[k] = result
+            results[k] = fold(result) if fold else result
             bar.update(sizes[k])
             bar.set_postfix_str(f"{done}/{len(tasks)} shards")
     seconds = time.perf_counter() - start

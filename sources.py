@@ -9,8 +9,9 @@ Every reader yields documents {"source", "name", "text"} and counts its problems
 
 Unlike prepare.py, which holds the whole pipeline, this file only knows inputs. A *shard* is a bounded
 slice of one source (a group of small files, a byte range of the text of a large .jsonl[.gz|.zst], a
-range of the built-in texts): the unit a worker reads, cleans and tokenizes on its own. plan_shards() cuts the
-inputs, read_shard() streams one shard's documents. dedup.py's benchmark reads the built-in corpus here too.
+run of row groups of a large .parquet, a range of the built-in texts): the unit a worker reads, cleans and
+tokenizes on its own. plan_shards() cuts the inputs, read_shard() streams one shard's documents. dedup.py's
+benchmark reads the built-in corpus here too.
 """
 import contextlib
 import gzip
@@ -261,18 +262,29 @@ def jsonl_docs(path, source, stats, field, start=0, stop=None):
         yield {"source": source, "name": str(row.get("id", where)), "text": clean_surrogates(text)}
 
 
-def parquet_docs(path, source, stats, field):
+def parquet_file(path):
     try:
         import pyarrow.parquet as pq
     except ImportError:
         raise UserError(f"{path}: reading .parquet needs the pyarrow package (pip install pyarrow)") from None
-    bump(stats, "files")
-    shard = pq.ParquetFile(path)
+    return pq.ParquetFile(path)
+
+
+def parquet_docs(path, source, stats, field, start=0, stop=None):
+    """One document per row's `field`, from row group `start` to `stop` (None: to the end). A row group is
+    read alone, so a shard reads only its own. Rows are named path:ROW, ROW counted from the file's start,
+    so the names do not depend on how the file was cut."""
+    if not start:
+        bump(stats, "files")
+    shard = parquet_file(path)
     if field not in shard.schema_arrow.names:
         raise UserError(f"{path}: no column '{field}' (columns: {', '.join(shard.schema_arrow.names)}); "
                         "see --text-field")
-    texts = (t for batch in shard.iter_batches(columns=[field], batch_size=1024) for t in batch.column(0).to_pylist())
-    for row, text in enumerate(texts):  # batches of rows: a shard is never held whole
+    stop = shard.num_row_groups if stop is None else stop
+    first_row = sum(shard.metadata.row_group(i).num_rows for i in range(start))
+    batches = shard.iter_batches(columns=[field], batch_size=1024, row_groups=range(start, stop))
+    texts = (t for batch in batches for t in batch.column(0).to_pylist())
+    for row, text in enumerate(texts, first_row):  # batches of rows: a shard is never held whole
         if isinstance(text, str) and text.strip():
             yield {"source": source, "name": f"{path}:{row}", "text": text}
         else:
@@ -314,7 +326,8 @@ def named_errors(file):
 
 
 def file_docs(file, source, stats, opts, start=0, stop=None):
-    """One local file by its suffix (a .jsonl[.gz|.zst] from byte `start` to `stop` of its text)."""
+    """One local file by its suffix (a .jsonl[.gz|.zst] from byte `start` to `stop` of its text, a .parquet
+    from row group `start` to `stop`)."""
     name = file.name.lower()
     with named_errors(file):
         if name.endswith(TEXT_SUFFIXES):
@@ -322,7 +335,7 @@ def file_docs(file, source, stats, opts, start=0, stop=None):
         elif name.endswith(JSONL_SUFFIXES):
             yield from jsonl_docs(file, source, stats, opts["text_field"], start, stop)
         elif name.endswith(".parquet"):
-            yield from parquet_docs(file, source, stats, opts["text_field"])
+            yield from parquet_docs(file, source, stats, opts["text_field"], start, stop)
         elif name.endswith(HTML_SUFFIXES):
             yield from extract.html_documents(file, stats, source)
         elif name.endswith(WARC_SUFFIXES):
@@ -386,22 +399,59 @@ def group(items, sizes, max_bytes):
     return groups + [current] if current else groups
 
 
-def text_size(path):
-    """Bytes of text in a file: its size, or for a .jsonl.gz/.zst its size decompressed. That is known
-    only by decompressing the whole file once, in the planner: 0.4% (.zst) to 1.4% (.gz) of what cleaning
-    it costs (docs/data.md), and a cut file is then found before any worker starts."""
-    if not path.name.lower().endswith((".jsonl.gz", ".jsonl.zst")):
+def parquet_sizes(path, field):
+    """Bytes of `field` in each row group of a .parquet file, from its footer (no data is read): the column
+    uncompressed, its text + 4 bytes a row (less if a dictionary stores repeats once). 0s without the column:
+    its reader names the missing one."""
+    with named_errors(path):
+        meta = parquet_file(path).metadata
+        groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+        return [sum(g.column(j).total_uncompressed_size for j in range(g.num_columns)
+                    if g.column(j).path_in_schema == field) for g in groups]
+
+
+def text_size(path, field):
+    """Bytes of text in a file: its size, a .parquet's `field` column (parquet_sizes), or a .jsonl.gz/.zst's
+    size decompressed, which the planner learns by decompressing it once: 0.4% (.zst) to 1.4% (.gz) of what
+    cleaning it costs (docs/data.md)."""
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        return sum(parquet_sizes(path, field))
+    if not name.endswith((".jsonl.gz", ".jsonl.zst")):
         return path.stat().st_size
     with named_errors(path):
         return sum(len(chunk) for chunk in text_chunks(path))
 
 
-def path_shards(base, files, limit):
+def range_shards(base, path, size, limit):
+    """A big .jsonl[.gz|.zst] -> byte ranges of `limit` bytes of text (of a compressed one, >= 1 / MAX_CUTS)."""
+    cuts = MAX_CUTS.get(path.suffix.lower())
+    step = max(limit, -(-size // cuts)) if cuts else limit
+    shards = []
+    for start in range(0, size, step):
+        stop = min(size, start + step)
+        shards.append({**base, "files": [str(path)], "range": [start, stop], "bytes": stop - start,
+                       "stamp": [stamp(path), start, stop]})
+    return shards
+
+
+def row_group_shards(base, path, field, limit):
+    """A big .parquet -> runs of row groups of up to `limit` bytes of text; each is read alone."""
+    sizes = parquet_sizes(path, field)
+    shards = []
+    for g in group(range(len(sizes)), sizes, limit):
+        first, stop = g[0], g[-1] + 1
+        shards.append({**base, "files": [str(path)], "row_groups": [first, stop], "bytes": sum(sizes[first:stop]),
+                       "stamp": [stamp(path), "row_groups", first, stop]})
+    return shards
+
+
+def path_shards(base, files, limit, field):
     """A local source's files -> shards, in file order: runs of small files grouped up to `limit` bytes
-    of text, and each bigger .jsonl[.gz|.zst] cut into byte ranges of its text (`limit` bytes each, or
-    1 / MAX_CUTS of a compressed file if that is more)."""
-    sizes = {f: text_size(f) for f in files}
-    is_big = {f: f.name.lower().endswith(JSONL_SUFFIXES) and sizes[f] > limit for f in files}
+    of text, each bigger .jsonl[.gz|.zst] cut into byte ranges of its text and each bigger .parquet into
+    runs of row groups."""
+    sizes = {f: text_size(f, field) for f in files}
+    is_big = {f: f.name.lower().endswith((*JSONL_SUFFIXES, ".parquet")) and sizes[f] > limit for f in files}
     shards = []
     for big, run in itertools.groupby(files, key=is_big.get):
         run = list(run)
@@ -411,23 +461,17 @@ def path_shards(base, files, limit):
                                "stamp": [stamp(f) for f in g]})
             continue
         for f in run:
-            cuts = MAX_CUTS.get(f.suffix.lower())
-            step = max(limit, -(-sizes[f] // cuts)) if cuts else limit
-            for start in range(0, sizes[f], step):
-                stop = min(sizes[f], start + step)
-                shards.append({**base, "files": [str(f)], "range": [start, stop], "bytes": stop - start,
-                               "stamp": [stamp(f), start, stop]})
+            is_parquet = f.name.lower().endswith(".parquet")
+            shards += row_group_shards(base, f, field, limit) if is_parquet else range_shards(base, f, sizes[f], limit)
     return shards
 
 
 def plan_shards(sources, opts):
-    """Sources -> shards, each a small dict a worker can be sent: {"source", "kind", "is_code", "bytes",
-    "stamp" (what the cache key knows of its input), and where to read: "files", "part" or "range"}.
-    Sizes are bytes of text (decompressed). Small files are grouped up to opts["shard_mb"]; a .jsonl[.gz|.zst]
-    above it is cut into byte ranges of its text, "range": [start, stop] (a line belongs to the range it
-    starts in). A compressed file cannot be entered in the middle, so each of its shards decompresses it
-    from the start and drops the bytes before its range: shard i of k decompresses (i + 1) / k of the
-    file, the price of cutting a big .gz/.zst (measured in docs/data.md)."""
+    """Sources -> shards, each a small dict a worker can be sent: {"source", "kind", "is_code", "bytes" (of
+    text, decompressed), "stamp" (what the cache key knows of its input), and where to read: "files", "part",
+    "range" or "row_groups"}. Small files are grouped up to opts["shard_mb"]; a bigger .jsonl[.gz|.zst] is
+    cut into byte ranges of its text (range_shards: a compressed one at a price, docs/data.md), a bigger
+    .parquet between its row groups (row_group_shards: each is read alone, at no such price)."""
     limit = max(1, int(opts["shard_mb"] * 1_000_000))
     shards = []
     for name, kind, what in sources:
@@ -453,7 +497,7 @@ def plan_shards(sources, opts):
         elif kind == "hf":
             shards.append({**base, "bytes": 0, "stamp": [what, opts["hf_docs"]], "hf": what})
         else:
-            shards += path_shards(base, list_files(what), limit)
+            shards += path_shards(base, list_files(what), limit, opts.get("text_field", "text"))  # --text-field
     return shards
 
 
@@ -468,16 +512,9 @@ def read_shard(shard, stats, opts):
         yield from zh_corpus.ZH_SOURCES[kind](opts["cache_dir"], stats, shard["part"])
     elif kind == "hf":
         yield from hf_docs(shard["hf"], source, stats, opts["text_field"], opts["hf_docs"])
-    elif "range" in shard:
-        yield from file_docs(Path(shard["files"][0]), source, stats, opts, *shard["range"])
+    elif "range" in shard or "row_groups" in shard:  # a part of one big file
+        yield from file_docs(Path(shard["files"][0]), source, stats, opts, *shard.get("range", shard.get("row_groups")))
     else:
         for f in shard["files"]:
             yield from file_docs(Path(f), source, stats, opts)
 
-
-if __name__ == "__main__":  # a quick look: how the default inputs are cut
-    opts = {"cache_dir": "data/cache", "shard_mb": 16, "code_mb": 6, "hf_docs": 0, "text_field": "text",
-            "max_doc_mb": 16}
-    for s in plan_shards(parse_inputs(list(BUILTIN)), opts):
-        print(s["source"], s["bytes"], "bytes", {k: v for k, v in s.items() if k in ("part", "range")} or
-              f"{len(s.get('files', []))} files")

@@ -258,7 +258,7 @@ def test_missing_optional_package_is_named(tmp_path, monkeypatch, module, file):
 
 @pytest.mark.parametrize("file", ["a.jsonl.zst", "b.parquet"])
 def test_compressed_jsonl_and_parquet(tmp_path, file):
-    """zstandard is in requirements.txt (dumps ship as .jsonl.zst); pyarrow is optional: skipped without it."""
+    """zstandard and pyarrow are in requirements.txt: dumps ship as .jsonl.zst and .parquet."""
     texts = [prose(k) for k in range(3)]
     if file.endswith(".zst"):
         zstd = pytest.importorskip("zstandard")
@@ -266,7 +266,7 @@ def test_compressed_jsonl_and_parquet(tmp_path, file):
             f.writelines(json.dumps({"text": t}) + "\n" for t in texts)
         (tmp_path / "bad.jsonl.zst").write_bytes(b"not zstd")
     else:
-        pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow is optional (not in requirements.txt)")
+        pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow is in requirements.txt")
         import pyarrow
         pq.write_table(pyarrow.table({"text": texts, "n": [1, 2, 3]}), tmp_path / file)
         (tmp_path / "bad.parquet").write_bytes(b"not parquet")

@@ -260,6 +260,15 @@ def test_no_import_cycle_among_the_data_modules():
     assert not [m for m in data if reaches(m, m)]
 
 
+def test_a_stage_keeps_only_what_its_fold_returns():
+    # contamination's shards return up to a table's length of indices each: the driver folds them as they
+    # arrive instead of holding one array per shard (1,874 shards at 10 GB held 1.2 GB that way)
+    kept = []
+    results, record = shards.run_stage("t", np.arange, [(3,), (5,)], [1, 1], {"executor": "pool", "workers": 1},
+                                       lambda a: kept.append(a.sum()) or {"docs_in": len(a)})
+    assert results == [{"docs_in": 3}, {"docs_in": 5}] and kept == [3, 10] and record["docs_in"] == 8
+
+
 def test_contamination_checks_a_bounded_sample_of_val(single, monkeypatch):
     root, meta = single
     assert meta["contamination"]["val"]["items"] == meta["contamination"]["val"]["of"] > 3  # small val: all
