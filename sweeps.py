@@ -233,7 +233,9 @@ def run_sweep(name, out_root="out/sweeps", report_dir="report/sweeps", base_over
     baseline, out_root, report_dir = sweep_paths(name, spec, base, config_dir, out_root, report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     kind = spec.get("kind", "compare")
-    if kind == "scaling":  # its own grid, fit and record: sweeps_scaling.py
+    if kind == "scaling":  # its own grid, fit and record: sweeps_scaling.py (on data/vocab_1k, built if missing)
+        if not report_only:
+            prepare_datasets(spec.get("datasets"))
         report, check = sweeps_scaling.run_scaling(spec, out_root, report_dir, [baseline], base_overrides,
                                                    report_only, in_process, jobs, nproc)
         return report, None, check

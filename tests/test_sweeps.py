@@ -271,3 +271,13 @@ def test_scaling_grid_trains_end_to_end_and_keeps_finished_runs(tmp_path, monkey
     assert read_metrics(tmp_path / "out" / "L1xC16_F3e08")["end"]["status"] == "finished"
     assert (tmp_path / "rep" / "headline.png").stat().st_size > 5000
     assert check["isoflop"] is not None and "IsoFLOP C" in report.read_text()
+
+
+def test_the_scaling_sweep_builds_its_dataset_first(tmp_path, monkeypatch):
+    # a fresh clone has no data/vocab_1k: the course's scaling stage failed there (2026-12-06) because
+    # the scaling kind returned before prepare_datasets ran
+    calls = []
+    monkeypatch.setattr(sweeps, "prepare_datasets", lambda datasets: calls.append(("prepare", dict(datasets))))
+    monkeypatch.setattr(sweeps_scaling, "run_scaling", lambda *a, **k: (calls.append(("run", None)), ("r", {}))[1])
+    sweeps.run_sweep("scaling", out_root=str(tmp_path / "out"), report_dir=str(tmp_path / "rep"))
+    assert calls == [("prepare", {"vocab_1k": ["--vocab-size", "1024"]}), ("run", None)]
