@@ -31,7 +31,7 @@ PY = sys.executable
 
 # The plan at 60 minutes on an idle 2-core CPU: steps (or sizes) per stage, scaled by --minutes / 60.
 # Measured shares: the incident lab and the scaling study are the long poles.
-PLAN_60 = dict(main_iters=1200, incident_iters=300, sweep_iters=300, scaling_jobs=2)
+PLAN_60 = dict(main_iters=2400, incident_iters=300, sweep_iters=300, scaling_jobs=2)  # 2,400 x 16 x 128 = 4.9M tokens
 QUICK = dict(main_iters=40, incident_iters=30, sweep_iters=30, scaling_jobs=1)  # make test's shortened course
 SWEEPS = ["lr", "batch", "warmup", "mix", "clean", "scaling"]
 
