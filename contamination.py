@@ -163,7 +163,7 @@ def check_train(clean_dirs, index, final, train_docs, is_val_final, boilerplate,
         bounds = np.searchsorted(gids, index["first"])  # shard k's train documents: gids[bounds[k]:bounds[k + 1]]
         tasks, sizes = [], []
         for k, d in enumerate(clean_dirs):
-            local = gids[bounds[k]:bounds[k + 1]] - index["first"][k]
+            local = (gids[bounds[k]:bounds[k + 1]] - index["first"][k]).astype(np.int32)  # held until the stage ends
             if len(local):
                 tasks.append((d, local, boilerplate, table_path, n))
                 sizes.append(int(np.load(d / "offsets.npy")[-1]))

@@ -76,17 +76,18 @@ def plan_mix(counts, shares, rng, max_epochs=4.0, total=None, label="train"):
     return picks, info
 
 
-def choose_bins(source, is_val, tokens, names, shares, args):
-    """Final documents (source, is_val, tokens per document) -> ({bin file name: document indices},
-    {"train"/"val": plan_mix info}). train.bin and val.bin follow the mix (val.bin without repeats);
-    val_<source>.bin holds all of a source's val documents."""
-    present = [s for s in names if (source == s).any()]
+def choose_bins(source_codes, is_val, tokens, names, shares, args):
+    """Final documents (source_codes: positions in names, is_val, tokens per document) -> ({bin file
+    name: document indices, int32}, {"train"/"val": plan_mix info}). train.bin and val.bin follow the mix
+    (val.bin without repeats); val_<source>.bin holds all of a source's val documents."""
+    of = {s: source_codes == c for c, s in enumerate(names)}  # (n,) bool per source
+    present = [s for s in names if of[s].any()]
     if shares is None:  # no --mix: every document once, so the shares are whatever the data has
         shares = {s: 1.0 for s in present} if len(present) == 1 else None
     rng = np.random.default_rng(args.seed)
     bins, mix_info = {}, {}
     for split_name, want_val in (("train", False), ("val", True)):
-        idx = {s: np.flatnonzero((source == s) & (is_val == want_val)) for s in present}
+        idx = {s: np.flatnonzero(of[s] & (is_val == want_val)).astype(np.int32) for s in present}
         counts = {s: tokens[idx[s]] for s in present}
         asked = shares or {s: counts[s].sum() / max(1, sum(c.sum() for c in counts.values())) for s in present}
         asked = {s: asked.get(s, 0.0) for s in present}
@@ -94,7 +95,7 @@ def choose_bins(source, is_val, tokens, names, shares, args):
         picks, mix_info[split_name] = plan_mix(counts, asked, rng, args.max_epochs if split_name == "train" else 1,
                                                total, split_name)
         chosen = np.concatenate([idx[s][np.asarray(picks[s], dtype=np.int64)] for s in present]
-                                or [np.zeros(0, np.int64)])
+                                or [np.zeros(0, np.int32)])
         if split_name == "train":  # shuffled, so that training does not read one source after the other
             chosen = chosen[rng.permutation(len(chosen))]
         bins[f"{split_name}.bin"] = chosen
@@ -102,5 +103,5 @@ def choose_bins(source, is_val, tokens, names, shares, args):
     if off:  # val follows train's shares unless a source has too few val documents to reach its share
         mix_info["val_note"] = (f"val.bin cannot follow the asked shares: {', '.join(off)} "
                                 f"{'has' if len(off) == 1 else 'have'} too few val documents for an exact share")
-    bins.update({f"val_{s}.bin": np.flatnonzero((source == s) & is_val) for s in present if ((source == s) & is_val).any()})
+    bins.update({f"val_{s}.bin": np.flatnonzero(of[s] & is_val).astype(np.int32) for s in present if (of[s] & is_val).any()})
     return bins, mix_info

@@ -140,12 +140,13 @@ def boilerplate_lines(clean_dirs, index, keep, min_docs, part_mb=64):
 # 4.-5. Split, tokenizer
 
 
-def split(sources_of, val_frac, seed, names):
-    """Per source, a random val_frac of the documents (at least one if the source has two) -> val."""
+def split(source_codes, val_frac, seed, names):
+    """Per source, a random val_frac of the documents (at least one if the source has two) -> val.
+    source_codes: (n,) each document's position in names, -1 for a document dedup removed."""
     rng = np.random.default_rng(seed)
-    is_val = np.zeros(len(sources_of), dtype=bool)
+    is_val = np.zeros(len(source_codes), dtype=bool)
     for source in sorted(set(names)):
-        idx = np.flatnonzero(sources_of == source)
+        idx = np.flatnonzero(source_codes == names.index(source))
         n_val = max(1, round(val_frac * len(idx))) if len(idx) >= 2 else 0
         if n_val == 0 and len(idx):
             print(f"warning: source {source} has one document, so no val_{source}.bin")
@@ -212,8 +213,8 @@ def shard_arrays(tok_dirs, index):
         nbytes.append(np.load(d / "bytes.npy"))
         starts.append(np.cumsum(t) - t)  # where each document starts in its shard's tokens.bin
     cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
-    return {"gid": cat(glob, np.int64), "shard": cat(shard_of, np.int32), "tokens": cat(tokens, np.int32),
-            "bytes": cat(nbytes, np.int64), "start": cat(starts, np.int64)}
+    return {"gid": cat(glob, np.int32), "shard": cat(shard_of, np.int32), "tokens": cat(tokens, np.int32),
+            "bytes": cat(nbytes, np.int32), "start": cat(starts, np.int64)}
 
 
 def write_bins(out, bins, final, tok_dirs):
@@ -328,7 +329,7 @@ def build(args, argv, out, tmp_out, work):
 
     clean_dirs, clean_results, raw_bytes = run_clean_stage(shard_list, keys["clean"], work, args, opts, stages)
     read_stats, counters = merge_counts(shard_list, clean_results, names)
-    index = shards.corpus_index(shard_list, clean_dirs)
+    index = shards.corpus_index(shard_list, clean_dirs, names)
     if not len(index["shard"]):
         raise UserError(f"{', '.join(names)}: no documents left after reading and cleaning; nothing written")
 
@@ -340,7 +341,7 @@ def build(args, argv, out, tmp_out, work):
                               args.no_cache, "lines")
     lap(stages, "line counts", distinct_lines_removed=int(len(boilerplate)))
 
-    is_val = split(np.where(keep, index["source"], None), args.val_frac, args.seed, names)
+    is_val = split(np.where(keep, index["source"], -1), args.val_frac, args.seed, names)
     if not is_val.any():  # the split is by document: one document per source leaves nothing to validate on
         raise UserError(f"{', '.join(names)}: every source has a single document after cleaning and dedup, so "
                         f"there is nothing to hold out for val.bin; give several files (or a .jsonl of "
@@ -373,11 +374,11 @@ def build(args, argv, out, tmp_out, work):
                                    work, opts)
     lap(stages, "contamination", record)
     seconds = time.perf_counter() - start
-    after = {s: int(((index["source"] == s) & keep).sum()) for s in names}
+    after = {s: int(((index["source"] == c) & keep).sum()) for c, s in enumerate(names)}
     meta = {"vocab_size": enc.n_vocab, "dtype": "uint16", "eot_token": enc.eot_token, "tokenizer": "tokenizer",
             "tokenizer_hash": tok_hash, "bins": meta_bins,
             "sources": {s: {**read_stats[s], "after_dedup": after[s],
-                            "val_docs": int(((source_final == s) & is_val_final).sum())} for s in names},
+                            "val_docs": int(((source_final == c) & is_val_final).sum())} for c, s in enumerate(names)},
             "mix": {k: v for k, v in mix_info.items() if k != "val_note"}, "mix_note": mix_info.get("val_note"),
             "cleaning": {**counters, "skipped_rules": opts["skip"]},
             "dedup": {k: v for k, v in dedup_report.items() if not k.startswith("shown")},
@@ -389,7 +390,7 @@ def build(args, argv, out, tmp_out, work):
             "seconds": round(seconds, 1), "stages": {k: v for k, v in stages.items() if k != "_t"},
             "stage_seconds": {k: v["seconds"] for k, v in stages.items() if k != "_t"},
             "raw_mb_per_s": round(raw_bytes / 1e6 / seconds, 2)}
-    lengths = {s: final["bytes"][source_final == s] for s in names}
+    lengths = {s: final["bytes"][source_final == c] for c, s in enumerate(names)}
     lines = report.summary(meta, dedup_report.get("shown", []), dedup_report.get("shown_near_misses", []), raw_bytes)
     report.write_report(tmp_out, meta, lengths, lines, out)
     write_atomic(tmp_out / "meta.json", json.dumps(meta, indent=1, default=int))  # last: the dataset is whole
