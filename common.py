@@ -6,6 +6,7 @@ common.py: the few helpers every script needs, each written once (nanochat's com
     run_lock                      one process at a time in a directory (prepare's --out, train's out_dir)
     UserError / cli               a one-line "error: ..." instead of a traceback, and a non-zero exit code
     rss_bytes / reset_peak_rss    what Linux says this process holds in RAM, now and at its peak
+    keep_freed_memory           glibc keeps freed tensors' pages (speed); release_freed_memory: returns them
     dataset_path                  "default" -> data/default; a path stays a path
     PEAK_FLOPS / device_peak_flops  the bf16 dense peak of a GPU, for MFU
 
@@ -212,16 +213,33 @@ def save_figure(fig, path, dpi=80):
     write_atomic(path, buffer.getvalue())
 
 
+def _mallopt(settings):
+    import ctypes
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        for option, value in settings:
+            libc.mallopt(option, value)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
+
+
 def release_freed_memory():
     """Make RSS follow live tensors. glibc serves allocations under 32 MiB from heaps it rarely returns,
     so RSS would count freed tensors too (the CPU twin of CUDA's "reserved" memory). Above 64 KiB every
     allocation then gets its own mmap, which free() unmaps. Costs speed: every tensor gets fresh pages."""
-    import ctypes
-    M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 65536)
-    except (OSError, AttributeError):  # not glibc: freed memory may stay counted (the peak is an upper bound)
-        pass
+    _mallopt([(M_MMAP_THRESHOLD, 65536)])
+
+
+def keep_freed_memory():
+    """The opposite, for speed (train.py on a CPU): every step allocates and frees the same activations.
+    By default glibc mmaps the large ones and hands their pages back on free, so the next step
+    page-faults them in again and the kernel zeroes each page: at nanoGPT's shape a fifth of the bf16
+    step. Serving up to 32 MiB (glibc's largest threshold) from the heap and never trimming it keeps
+    those pages mapped, like CUDA's caching allocator keeps freed blocks. RSS then stays at the peak."""
+    _mallopt([(M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, 1 << 30)])
 
 
 def mfu(tokens_per_s, peak_flops, flops_per_token):

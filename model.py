@@ -105,7 +105,7 @@ def attention(q, k, v, mode, mask=None):
         return triton_kernels()[0](q, k, v, causal=True)
     if q.device.type == "cpu" and q.dtype == torch.bfloat16:
         # torch's CPU attention backward is 1.7x slower in bf16 than in fp32 (kernels/cpu_attention.py has
-        # the figures). Compiled, our own bf16 backward beats both; eagerly, attend in fp32 (autocast off,
+        # the figures). Compiled, our own bf16 attention beats both; eagerly, attend in fp32 (autocast off,
         # or it would cast back) and round the output to bf16. T <= 512: that backward holds (B, H, T, T).
         if mask is None and torch.compiler.is_compiling() and q.shape[-2] <= 512:
             from kernels.cpu_attention import cpu_attention

@@ -28,14 +28,13 @@ import torch.distributed as dist
 
 import checkpoint
 import monitor
-from common import UserError, cli, device_peak_flops, release_lock
+from common import UserError, cli, device_peak_flops, keep_freed_memory, release_lock
 from configurator import load_config
 from dataloader import batch_shape, bin_length, dataset_hash, read_dataset, read_windows, to_device, window_starts
 from model import GPT, GPTConfig
 from parallel import barrier, init_distributed, make_optimizer, set_gradient_sync, shutdown, wrap_model
 from range_test import range_test_over, range_test_report
-from run_dir import agree, catch_stop_signals, exit_code, open_run_dir, read_metrics_until, record_cost, \
-    run_cost, trim_metrics
+from run_dir import agree, catch_stop_signals, exit_code, open_run_dir, read_metrics_until, record_cost, run_cost, trim_metrics
 from tokenizer import load_tokenizer
 
 # -----------------------------------------------------------------------------
@@ -124,7 +123,6 @@ DEFAULTS = {k: v for k, v in globals().items() if not k.startswith("_") and isin
 MODEL_KEYS = ["block_size", "vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd", "ffn_hidden",
               "tie_embeddings", "rope_theta", "norm_eps", "kernels", "activation_checkpointing", "qk_norm", "z_loss"]
 
-
 CHOICES = [("lr_schedule", ("cosine", "wsd", "constant", "range_test")), ("optimizer", ("adamw", "sgd")),
            ("dtype", ("float32", "bfloat16", "float16")), ("spike_policy", ("warn", "skip", "rollback")),
            ("inject_bad_batch_kind", ("random", "constant"))]
@@ -203,6 +201,8 @@ def setup(cfg):
     rank, local_rank, world_size = init_distributed(cfg.dist_timeout_s)
     name = cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(f"cuda:{local_rank}" if name == "cuda" else name)
+    if device.type == "cpu":  # a fifth of a CPU step went to page faults (common.py)
+        keep_freed_memory()
     accum, rows_per_step = batch_shape(cfg, world_size)
     ctx = SimpleNamespace(cfg=cfg, rank=rank, world_size=world_size, device=device, accum=accum,
                           rows_per_step=rows_per_step, data_dir=data_dir, meta=meta, val_bins=val_bins,

@@ -44,13 +44,16 @@ def test_float32_matches_reference(heads):
 
 
 def test_bfloat16_as_accurate_as_torch():
-    """In bf16 every result is rounded to 8 bits of mantissa; ours must stay within 1.5x of the error of
-    torch's own bf16 attention backward on the same inputs (both against float64)."""
+    """In bf16 every result is rounded to 8 bits of mantissa. The gradients must stay within 1.5x of the
+    error of torch's own bf16 attention on the same inputs (both against float64). The output may be
+    off by one bf16 step where torch's is off by half (our scores are rounded to bf16: the module
+    docstring says why), and no more: within 2.5x of torch's error."""
     q, k, v, d_out = inputs(torch.bfloat16, T=128)
     want = reference(q, k, v, d_out)
     ours = max_errors(run(cpu_attention, q, k, v, d_out), want)
     sdpa = max_errors(run(lambda *t: F.scaled_dot_product_attention(*t, is_causal=True), q, k, v, d_out), want)
-    assert all(o <= 1.5 * s + 1e-3 for o, s in zip(ours, sdpa)), (ours, sdpa)
+    assert ours[0] <= 2.5 * sdpa[0], (ours, sdpa)
+    assert all(o <= 1.5 * s + 1e-3 for o, s in zip(ours[1:], sdpa[1:])), (ours, sdpa)
 
 
 def test_compiled_matches_eager():

@@ -462,3 +462,23 @@ def test_an_unwritable_out_dir_is_one_line(tmp_path, dataset):
     (tmp_path / "a_file").write_text("")  # a file where a folder should be: fails even for root
     with pytest.raises(SystemExit, match="cannot create the run directory"):
         run(tmp_path / "a_file" / "run", dataset, "--max_iters=1")
+
+
+KEPT_PAGES = """
+import sys, torch, common
+getattr(common, sys.argv[1])()
+before = common.rss_bytes()
+x = torch.ones(16 << 20, dtype=torch.uint8)  # 16 MiB, every page touched
+del x
+print((common.rss_bytes() - before) >> 20)
+"""
+
+
+def test_keep_freed_memory_keeps_a_freed_tensors_pages_and_release_returns_them():
+    """train.py on a CPU calls common.keep_freed_memory: a freed 16 MiB activation stays mapped (the next
+    step reuses its pages instead of faulting in fresh zeroed ones); release_freed_memory (plan.py's
+    measurements) hands them back. Each in a fresh process: glibc's settings are per process."""
+    kept = {name: int(subprocess.run([sys.executable, "-c", KEPT_PAGES, name], capture_output=True, text=True,
+                                     check=True, cwd=Path(__file__).resolve().parents[1]).stdout)
+            for name in ("keep_freed_memory", "release_freed_memory")}
+    assert kept["keep_freed_memory"] >= 15 and kept["release_freed_memory"] <= 1, kept
