@@ -138,8 +138,8 @@ class RMSNorm(nn.Module):
 
 def rope_angles(positions, head_dim, theta):
     """cos and sin (T, head_dim/2) in fp32 for the given positions (T,). Pair i turns at theta^(-2i/D):
-    the first pairs spin fast (local order), the last ones slowly (long range). Computed per forward,
-    not stored, so they stay fp32 whatever dtype the model is cast to, and cost (T x D/2) flops."""
+    the first pairs spin fast (local order), the last ones slowly (long range). GPT keeps them for every
+    position as buffers (not saved: they follow from the config)."""
     freqs = theta ** (-torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
     angles = positions.float()[:, None] * freqs[None, :]  # (T, D/2)
     return angles.cos(), angles.sin()
@@ -250,6 +250,11 @@ class GPT(nn.Module):
             ln_f=RMSNorm(config.n_embd, config.norm_eps, config.kernels),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # RoPE's angles once, not per forward: computed inside the forward, torch.compile fuses them into each
+        # kernel that reads them, and every element of q and k recomputed a cos and a sin (2026-12-07, CPU)
+        cos, sin = rope_angles(torch.arange(config.block_size), config.n_embd // config.n_head, config.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)  # (block_size, head_dim/2) fp32
+        self.register_buffer("rope_sin", sin, persistent=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.transformer.wte.weight
         self.apply(self._init_weights)
@@ -272,8 +277,7 @@ class GPT(nn.Module):
         start = cache.pos if cache is not None else 0
         if start + T > self.config.block_size:
             raise ValueError(f"model.py: {start + T} tokens > block_size {self.config.block_size}")
-        cos, sin = rope_angles(torch.arange(start, start + T, device=idx.device),
-                               self.config.n_embd // self.config.n_head, self.config.rope_theta)
+        cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]  # (T, head_dim/2) each
         x = self.transformer.wte(idx)  # (B, T, C)
         for block in self.transformer.h:
             if self.config.activation_checkpointing and self.training and torch.is_grad_enabled():
