@@ -4,6 +4,7 @@ bench_prepare.py: prepare.py at scale on generated web-like text: throughput, me
     python bench_prepare.py --mb 250                 # ~250 MB of .jsonl.zst -> prepare -> a table of figures
     python bench_prepare.py --mb 1000 --workers 2 --keep   # keep data/bench/ to look at
     python bench_prepare.py --mb 10000 --reuse-input       # again on the input a run before generated
+    python bench_prepare.py --mb 10000 --reuse-input --reuse-cache --keep   # after a crash: the late stages only
 
 Unlike dedup_benchmark.py (the MinHash algorithm on the built-in corpus, every pair checked exactly), this
 measures the whole pipeline on input of a chosen size, with duplicates and boilerplate planted at known
@@ -139,6 +140,8 @@ def main(argv=None):
     p.add_argument("--dir", default="data/bench", help="input, cache and dataset go here")
     p.add_argument("--keep", action="store_true", help="keep the generated input and the cache")
     p.add_argument("--reuse-input", action="store_true", help="keep an input generated before (10 GB: ~25 min)")
+    p.add_argument("--reuse-cache", action="store_true", help="keep the stage cache of a run before: only the "
+                   "stages it lacks are recomputed (their rows say 'reused'), e.g. after a crash in a late stage")
     a = p.parse_args(argv)
     root = Path(a.dir) / f"{a.mb:g}mb"
     truth = reused_input(root, a.mb) if a.reuse_input else None
@@ -150,7 +153,8 @@ def main(argv=None):
         print(f"generated {truth['bytes'] / 1e6:.0f} MB in {time.perf_counter() - t0:.0f} s: "
               f"{len(truth['planted']):,} planted copies, {truth['banner_lines']:,} banner lines")
     shutil.rmtree(root / "out", ignore_errors=True)
-    shutil.rmtree(root / "cache", ignore_errors=True)  # a measurement starts from an empty stage cache
+    if not a.reuse_cache:
+        shutil.rmtree(root / "cache", ignore_errors=True)  # a measurement starts from an empty stage cache
     argv = ["--input", f"web={root / 'input'}", "--out", str(root / "out"), "--cache-dir", str(root / "cache"),
             "--executor", a.executor, "--vocab-size", "8192"] + (["--workers", str(a.workers)] if a.workers else [])
     args = prepare.parse_args(argv)

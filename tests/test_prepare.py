@@ -191,6 +191,17 @@ def test_plan_mix_hits_the_asked_shares_within_one_percent():
     assert info["b"]["epochs"] == pytest.approx(4.0) and len(picks["b"]) == 4 * 300     # capped at 4 epochs
 
 
+def test_choose_bins_counts_past_two_billion_tokens_from_int32_documents():
+    """prepare keeps tokens per document as int32 (4 bytes a document); the mix's totals must not be: the
+    10 GB benchmark's 2.44B train tokens overflowed an int32 sum once (2026-12-07)."""
+    from types import SimpleNamespace
+    tokens = np.full(6, 2 ** 30, dtype=np.int32)  # 6.4B tokens in six documents
+    is_val = np.array([False] * 5 + [True])
+    args = SimpleNamespace(seed=0, train_tokens=None, max_epochs=4.0)
+    bins, info = mix.choose_bins(np.zeros(6, dtype=np.int16), is_val, tokens, ["web"], None, args)
+    assert sorted(bins["train.bin"]) == [0, 1, 2, 3, 4] and info["train"]["web"]["tokens"] == 5 * 2 ** 30
+
+
 def test_write_atomic_never_leaves_half_a_file(tmp_path):
     target = tmp_path / "train.bin"
     target.write_bytes(b"old")
