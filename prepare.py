@@ -186,7 +186,8 @@ def write_bin(path, docs, files, final, chunk=1 << 22):
     try:
         with open(path, "wb") as f:
             for i in docs:
-                a, n, source = final["start"][i], final["tokens"][i], files[final["shard"][i]]
+                a, n = int(final["start"][i]), int(final["tokens"][i])  # Python ints: the total passes 2^31
+                source = files[final["shard"][i]]
                 source.seek(2 * a)
                 buffer.append(np.frombuffer(source.read(2 * n), dtype=np.uint16))
                 size += n
