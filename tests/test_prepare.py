@@ -202,6 +202,20 @@ def test_choose_bins_counts_past_two_billion_tokens_from_int32_documents():
     assert sorted(bins["train.bin"]) == [0, 1, 2, 3, 4] and info["train"]["web"]["tokens"] == 5 * 2 ** 30
 
 
+def test_write_bin_counts_in_python_ints_whatever_the_arrays_dtype(tmp_path):
+    """write_bin returns the tokens it wrote. Summed as int32 array scalars, as the per-document arrays are,
+    the count wrapped negative at 10 GB (2.44B tokens); as Python ints it cannot wrap. Small here: the type
+    is what would wrap."""
+    shard = tmp_path / "tokens.bin"
+    np.arange(10, dtype=np.uint16).tofile(shard)
+    final = {"start": np.array([0, 4], dtype=np.int64), "tokens": np.array([4, 6], dtype=np.int32),
+             "shard": np.array([0, 0], dtype=np.int32)}
+    with open(shard, "rb") as f:
+        written = prepare.write_bin(tmp_path / "train.bin", np.array([1, 0], dtype=np.int32), [f], final, chunk=5)
+    assert type(written) is int and written == 10
+    assert np.fromfile(tmp_path / "train.bin", dtype=np.uint16).tolist() == [4, 5, 6, 7, 8, 9, 0, 1, 2, 3]
+
+
 def test_write_atomic_never_leaves_half_a_file(tmp_path):
     target = tmp_path / "train.bin"
     target.write_bytes(b"old")
