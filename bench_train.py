@@ -56,7 +56,7 @@ import numpy as np
 
 import torch
 
-from common import keep_freed_memory
+from common import KEEP_FREED, keep_freed_memory
 from model import GPT, GPTConfig
 from runs import ROOT, read_metrics
 from train import get_config
@@ -147,7 +147,7 @@ def nanogpt_dataset(folder, text):
         pickle.dump({"vocab_size": len(chars), "itos": dict(enumerate(chars)), "stoi": stoi}, f)
 
 
-GLIBC_KEEP_FREED = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}  # = keep_freed_memory
+GLIBC_KEEP_FREED = {f"MALLOC_{name}_": str(value) for name, (_, value) in KEEP_FREED.items()}  # keep_freed_memory's
 
 
 def nanogpt_py(checkout, steps, eval_iters=1, env=None):

@@ -224,6 +224,8 @@ def _mallopt(settings):
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
+# keep_freed_memory's settings; as environment variables for another process: MALLOC_<NAME>_=value
+KEEP_FREED = {"MMAP_THRESHOLD": (M_MMAP_THRESHOLD, 32 << 20), "TRIM_THRESHOLD": (M_TRIM_THRESHOLD, 1 << 30)}
 
 
 def release_freed_memory():
@@ -239,7 +241,7 @@ def keep_freed_memory():
     page-faults them in again and the kernel zeroes each page: at nanoGPT's shape a fifth of the bf16
     step. Serving up to 32 MiB (glibc's largest threshold) from the heap and never trimming it keeps
     those pages mapped, like CUDA's caching allocator keeps freed blocks. RSS then stays at the peak."""
-    _mallopt([(M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, 1 << 30)])
+    _mallopt(KEEP_FREED.values())
 
 
 def mfu(tokens_per_s, peak_flops, flops_per_token):

@@ -66,7 +66,7 @@ def plan_mix(counts, shares, rng, max_epochs=4.0, total=None, label="train"):
             chosen += rng.permutation(len(c)).tolist()
             got += avail[s]
         for i in rng.permutation(len(c)):
-            if abs(got + int(c[i]) - want) < abs(got - want):
+            if abs(got + int(c[i]) - want) < abs(got - want):  # Python ints: totals pass 2^31 (10 GB of text)
                 chosen.append(int(i))
                 got += int(c[i])
         picks[s], info[s] = chosen, {"asked": shares[s], "tokens": got, "epochs": got / avail[s]}
@@ -88,7 +88,7 @@ def choose_bins(source_codes, is_val, tokens, names, shares, args):
     bins, mix_info = {}, {}
     for split_name, want_val in (("train", False), ("val", True)):
         idx = {s: np.flatnonzero(of[s] & (is_val == want_val)).astype(np.int32) for s in present}
-        counts = {s: tokens[idx[s]].astype(np.int64) for s in present}  # totals pass 2^31 (10 GB of text)
+        counts = {s: tokens[idx[s]] for s in present}
         asked = shares or {s: counts[s].sum() / max(1, sum(c.sum() for c in counts.values())) for s in present}
         asked = {s: asked.get(s, 0.0) for s in present}
         total = args.train_tokens if split_name == "train" else None
