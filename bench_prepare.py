@@ -106,13 +106,13 @@ def generate(folder, mb, cache_dir, seed=0):
 
 
 def removed_ids(cache_dir, keys):
-    """The ids of the documents the dedup removed: its cached keep mask + the shards' document names.
+    """The ids of the documents the dedup removed: its cached global ids + the shards' document names.
     keys: prepare.stage_keys from before the run (an edit of the code during the run changes them)."""
     import pickle
-    keep, _ = pickle.loads((Path(cache_dir) / "stages" / f"dedup-{keys['dedup']}.pkl").read_bytes())
+    removed, _ = pickle.loads((Path(cache_dir) / "stages" / f"dedup-{keys['dedup']}.pkl").read_bytes())
     names = [n for k in keys["clean"] for n in json.loads((Path(cache_dir) / "shards" / f"clean-{k}" /
                                                           "names.json").read_text())]
-    return {n for n, kept in zip(names, keep) if not kept}
+    return {names[i] for i in removed}
 
 
 def reused_input(root, mb):

@@ -103,10 +103,12 @@ def overlap(train_texts, items, n=13, worst=3):
     return overlap_report(items, hashes, item_of, table, found_ngrams(table, train_texts, n), worst)
 
 
-def contamination_shard(clean_dir, local, boilerplate, table_path, n):
+def contamination_shard(clean_dir, local_path, boilerplate, table_path, n):
     """Per shard, in a worker: indices into the sorted n-gram table (a .npy, memory-mapped) that the
-    documents `local` of a clean_shard directory contain, as the bins hold them."""
+    documents of a clean_shard directory at the positions in local_path (a .npy) contain, as the bins
+    hold them."""
     cpu = time.process_time()
+    local = np.load(local_path)
     table = np.load(table_path, mmap_mode="r")
     found = found_ngrams(table, shards.final_texts(clean_dir, local, boilerplate), n)
     return {"found": found, "docs_in": len(local), "docs_out": len(local), "peak_rss_mb": peak_rss_mb(),
@@ -142,16 +144,20 @@ def benchmark_items(path):
 VAL_CHECK_MB = 20  # the val documents checked for contamination, at most: their n-grams stay in memory
 
 
-def check_train(clean_dirs, index, final, train_docs, is_val_final, boilerplate, args, work, opts, n=13):
-    """13-gram overlap of val (a random sample of at most VAL_CHECK_MB) and of each --contamination file
-    with the documents of train.bin (prepare.py's last stage). -> ({"n", "val", file: overlap_report's
-    dict}, stage record)."""
-    val = np.flatnonzero(is_val_final)
-    if final["bytes"][val].sum() > VAL_CHECK_MB * 1e6:  # ~8 bytes of table per word: keep it bounded
-        val = np.random.default_rng(args.seed).permutation(val)
-        val = np.sort(val[:np.searchsorted(np.cumsum(final["bytes"][val]), VAL_CHECK_MB * 1e6)])
-    val_names = shards.names_of(clean_dirs, index, final["gid"][val], with_source=False)
-    groups = {"val": [(nm, shards.final_text(clean_dirs, index, g, boilerplate)) for nm, g in zip(val_names, final["gid"][val])]}
+def check_train(clean_dirs, index, picks_dir, is_val, boilerplate, args, work, opts, n=13):
+    """13-gram overlap of val (a random sample of at most VAL_CHECK_MB; is_val(k) -> (n_k,) bool, shard k's
+    val documents) and of each --contamination file with the documents of train.bin (picks_dir/k.npy:
+    shard k's, written by prepare.write_bins). prepare.py's last stage. -> ({"n", "val", file:
+    overlap_report's dict}, stage record)."""
+    val, total = [], 0
+    for g in shards.sample_docs(clean_dirs, index, is_val, VAL_CHECK_MB, args.seed, salt=3):
+        if total >= VAL_CHECK_MB * 1e6:  # ~8 bytes of table per word: keep it bounded
+            break
+        val.append((g, shards.final_text(clean_dirs, index, g, boilerplate)))
+        total += len(val[-1][1].encode("utf-8", "surrogatepass"))
+    val.sort()
+    val_names = shards.names_of(clean_dirs, index, [g for g, _ in val], with_source=False)
+    groups = {"val": [(nm, text) for nm, (_, text) in zip(val_names, val) if text.strip()]}
     for path in args.contamination:
         groups[str(path)] = benchmark_items(path)
     per_group = {g: item_ngrams(items, n) for g, items in groups.items()}
@@ -159,13 +165,11 @@ def check_train(clean_dirs, index, final, train_docs, is_val_final, boilerplate,
     table_path = Path(tempfile.mkdtemp(dir=work, prefix=".contamination-")) / "table.npy"
     try:
         np.save(table_path, table)
-        gids = np.sort(final["gid"][np.unique(train_docs)])
-        bounds = np.searchsorted(gids, index["first"])  # shard k's train documents: gids[bounds[k]:bounds[k + 1]]
         tasks, sizes = [], []
         for k, d in enumerate(clean_dirs):
-            local = (gids[bounds[k]:bounds[k + 1]] - index["first"][k]).astype(np.int32)  # held until the stage ends
-            if len(local):
-                tasks.append((d, local, boilerplate, table_path, n))
+            picks = picks_dir / f"{k}.npy"
+            if picks.exists() and len(np.load(picks, mmap_mode="r")):
+                tasks.append((d, str(picks), boilerplate, table_path, n))
                 sizes.append(int(np.load(d / "offsets.npy")[-1]))
         hit = np.zeros(len(table), dtype=bool)  # which table n-grams train contains, ORed in shard by shard
 
@@ -180,5 +184,4 @@ def check_train(clean_dirs, index, final, train_docs, is_val_final, boilerplate,
     for g, items in groups.items():
         hashes, item_of = per_group[g]
         out[g] = overlap_report(items, hashes, item_of, table, found)
-    out["val"]["of"] = int(is_val_final.sum())  # more than "items" when val was sampled
     return out, record

@@ -3,9 +3,10 @@ mix.py: which documents go into train.bin and val.bin, so that each source gets 
 
     python prepare.py --mix shakespeare=0.7,code=0.3            # prepare.py calls these with its documents
 
-Unlike prepare.py, which finds the documents, this file only sees numbers: tokens per document, per
-source. A source that must repeat takes whole shuffled epochs (at most --max-epochs); the last partial
-epoch is filled greedily. val.bin follows the same shares without repeats, or the report says why not.
+Unlike prepare.py, which finds the documents, this file only sees numbers: documents per shard, a random
+key per document (shards.doc_random: the same however the corpus is cut), tokens per source. A source
+that must repeat takes whole epochs (at most --max-epochs); the last partial epoch is the documents
+whose key falls below a limit. val.bin follows the same shares without repeats, or the report says why not.
 """
 import math
 
@@ -40,68 +41,67 @@ def parse_mix(text, names):
     return {n: shares[n] / total for n in names}
 
 
-def plan_mix(counts, shares, rng, max_epochs=4.0, total=None, label="train"):
-    """counts: {source: (n_docs,) tokens per document}; shares: {source: fraction of tokens}.
-    Returns ({source: document indices, repeats allowed}, {source: asked, tokens, epochs, achieved}).
+def val_thresholds(kept, source_of_shard, names, val_frac, keys_of):
+    """kept: (S,) documents dedup kept per shard; source_of_shard: (S,) positions in names; keys_of(k) ->
+    random keys in [0, 1) of shard k's kept documents -> (len(names),) thresholds: a kept document goes to
+    val when its key is at most its source's threshold (-1: no val). Per source that is the round(val_frac
+    x its documents) smallest keys (at least one if it has two): a uniform random subset, found with one
+    pass that keeps only the smallest keys so far, never a list of all documents."""
+    kept, source_of_shard = np.asarray(kept, dtype=np.int64), np.asarray(source_of_shard)
+    n_val, smallest = {}, {}
+    for c, source in enumerate(names):
+        total = int(kept[source_of_shard == c].sum())
+        n_val[c] = max(1, round(val_frac * total)) if total >= 2 else 0
+        if total == 1:
+            print(f"warning: source {source} has one document, so no val_{source}.bin")
+        smallest[c] = np.zeros(0)
+    for k, c in enumerate(source_of_shard):
+        if n_val[c]:
+            both = np.concatenate([smallest[c], keys_of(k)])
+            smallest[c] = np.partition(both, n_val[c] - 1)[:n_val[c]] if len(both) > n_val[c] else both
+    return np.array([smallest[c].max() if n_val[c] else -1.0 for c in range(len(names))])
+
+
+def plan_mix(avail, shares, max_epochs=4.0, total=None, label="train"):
+    """avail: {source: tokens available}; shares: {source: fraction of tokens} -> {source: tokens to take}.
     The total defaults to the largest one no source must repeat for: min over sources of available/share.
-    A source that must repeat takes whole shuffled epochs, capped at max_epochs: Muennighoff et al. 2023
-    ("Scaling Data-Constrained Language Models") find up to ~4 epochs of repeated data almost as good as
-    fresh data, and quickly diminishing returns beyond. The last partial epoch is filled greedily, one
-    document at a time, with every document that brings the count closer to the target."""
-    avail = {s: int(c.sum()) for s, c in counts.items()}
+    A source that must repeat is capped at max_epochs: Muennighoff et al. 2023 ("Scaling Data-Constrained
+    Language Models") find up to ~4 epochs of repeated data almost as good as fresh data, and quickly
+    diminishing returns beyond."""
     if total is None:
-        total = min([avail[s] / shares[s] for s in counts if shares[s] > 0 and avail[s] > 0] or [0])
-    picks, info = {}, {}
-    for s, c in counts.items():
-        want = shares[s] * total
-        if avail[s] == 0 or want == 0:
-            picks[s], info[s] = [], {"asked": shares[s], "tokens": 0, "epochs": 0.0}
-            continue
-        if want > max_epochs * avail[s]:
-            print(f"warning: {label}: {s} would need {want / avail[s]:.1f} epochs for its share; capped at "
+        total = min([avail[s] / shares[s] for s in avail if shares[s] > 0 and avail[s] > 0] or [0])
+    want = {}
+    for s in avail:
+        want[s] = shares[s] * total if avail[s] else 0
+        if want[s] > max_epochs * avail[s]:
+            print(f"warning: {label}: {s} would need {want[s] / avail[s]:.1f} epochs for its share; capped at "
                   f"{max_epochs:g} (repeats beyond ~4 epochs add little: Muennighoff et al. 2023)")
-            want = max_epochs * avail[s]
-        chosen, got = [], 0
-        while want - got >= avail[s]:
-            chosen += rng.permutation(len(c)).tolist()
-            got += avail[s]
-        for i in rng.permutation(len(c)):
-            if abs(got + int(c[i]) - want) < abs(got - want):  # Python ints: totals pass 2^31 (10 GB of text)
-                chosen.append(int(i))
-                got += int(c[i])
-        picks[s], info[s] = chosen, {"asked": shares[s], "tokens": got, "epochs": got / avail[s]}
+            want[s] = max_epochs * avail[s]
+    return want
+
+
+KEY_BINS = 1 << 16  # the tokens of a source, by the random key of their document: 65,536 bins
+
+
+def key_histogram(keys, tokens):
+    """(KEY_BINS,) tokens per key bin: summed shard by shard, it tells how many tokens lie below any key."""
+    return np.bincount(np.minimum((keys * KEY_BINS).astype(np.int64), KEY_BINS - 1), weights=tokens,
+                       minlength=KEY_BINS)
+
+
+def copies(want, avail, hist):
+    """How a source gives `want` tokens out of `avail`: -> (full epochs, key limit). Every document goes in
+    `full` times, and once more if its random key is below the limit: a uniform random subset for the
+    partial epoch, chosen at the bin edge of hist where the tokens come closest to what is left (off by at
+    most one bin's documents: one document on a small corpus, nothing visible on a large one)."""
+    if avail <= 0 or want <= 0:
+        return 0, 0.0
+    full = int(want // avail)
+    below = np.r_[0.0, np.cumsum(hist)]  # below[i]: tokens of documents with key < i / KEY_BINS
+    return full, float(np.argmin(np.abs(below - (want - full * avail)))) / KEY_BINS
+
+
+def achieved(info):
+    """{source: {"asked", "tokens", "epochs"}} -> the same with "achieved": each source's share of the tokens."""
     grand = max(1, sum(v["tokens"] for v in info.values()))
-    for v in info.values():
-        v["achieved"] = v["tokens"] / grand
-    return picks, info
-
-
-def choose_bins(source_codes, is_val, tokens, names, shares, args):
-    """Final documents (source_codes: positions in names, is_val, tokens per document) -> ({bin file
-    name: document indices, int32}, {"train"/"val": plan_mix info}). train.bin and val.bin follow the mix
-    (val.bin without repeats); val_<source>.bin holds all of a source's val documents."""
-    of = {s: source_codes == c for c, s in enumerate(names)}  # (n,) bool per source
-    present = [s for s in names if of[s].any()]
-    if shares is None:  # no --mix: every document once, so the shares are whatever the data has
-        shares = {s: 1.0 for s in present} if len(present) == 1 else None
-    rng = np.random.default_rng(args.seed)
-    bins, mix_info = {}, {}
-    for split_name, want_val in (("train", False), ("val", True)):
-        idx = {s: np.flatnonzero(of[s] & (is_val == want_val)).astype(np.int32) for s in present}
-        counts = {s: tokens[idx[s]] for s in present}
-        asked = shares or {s: counts[s].sum() / max(1, sum(c.sum() for c in counts.values())) for s in present}
-        asked = {s: asked.get(s, 0.0) for s in present}
-        total = args.train_tokens if split_name == "train" else None
-        picks, mix_info[split_name] = plan_mix(counts, asked, rng, args.max_epochs if split_name == "train" else 1,
-                                               total, split_name)
-        chosen = np.concatenate([idx[s][np.asarray(picks[s], dtype=np.int64)] for s in present]
-                                or [np.zeros(0, np.int32)])
-        if split_name == "train":  # shuffled, so that training does not read one source after the other
-            chosen = chosen[rng.permutation(len(chosen))]
-        bins[f"{split_name}.bin"] = chosen
-    off = [s for s, v in mix_info["val"].items() if abs(v["achieved"] - v["asked"]) > 0.02]
-    if off:  # val follows train's shares unless a source has too few val documents to reach its share
-        mix_info["val_note"] = (f"val.bin cannot follow the asked shares: {', '.join(off)} "
-                                f"{'has' if len(off) == 1 else 'have'} too few val documents for an exact share")
-    bins.update({f"val_{s}.bin": np.flatnonzero(of[s] & is_val).astype(np.int32) for s in present if (of[s] & is_val).any()})
-    return bins, mix_info
+    return {s: {**v, "achieved": v["tokens"] / grand} for s, v in info.items()}

@@ -9,21 +9,26 @@ prepare.py: raw text -> clean, deduplicated, mixed, tokenized uint16 bins + meta
 
 The inputs are cut into shards (sources.py); per-shard stages (shards.py) run in worker processes or as
 Ray tasks, each shard's output cached on disk under a key of everything it depends on, so a killed run
-resumes and an unchanged one is reused. Global steps run here, on compact per-document keys:
+resumes and an unchanged one is reused. Global steps run here, shard by shard, holding numbers per shard
+(and the ids of removed copies), never a list of all documents:
   1. read+clean  per shard: read, clean.py's rules (each counted), exact key, MinHash signature, line keys
-  2. dedup       exact keys, then LSH one band at a time (dedup.py), union-find; the earliest copy stays
+  2. dedup       exact keys, then LSH band by band, one hash partition at a time (dedup_shards.py);
+                 union-find; the earliest copy stays
   3. lines       lines repeated across many documents (menus, banners, licences) are counted, per hash
                  partition, and removed where they occur (CCNet / FineWeb style)
-  4. split       by document, per source, so no document (and no near duplicate) straddles train and val
+  4. split       by document, per source, so no document (and no near duplicate) straddles train and val:
+                 a random key per document, the smallest val_frac of them go to val
   5. tokenizer   a byte-level BPE trained on a sample of train (tokenizer.py); per shard: encode
-  6. mix         pick train documents per source to hit the asked token shares (mix.py)
-  7. write       train.bin, val.bin, val_<source>.bin appended document by document (uint16, <|endoftext|>
+  6. mix         per source, whole epochs plus the documents whose key is below a limit, to hit the
+                 asked token shares (mix.py)
+  7. write       train.bin, val.bin, val_<source>.bin appended shard by shard (uint16, <|endoftext|>
                  first), tokenizer/, report.md, meta.json last, in a directory beside --out swapped in at
                  the end; 13-gram contamination per shard (contamination.py). Design and figures: docs/data.md
 Expected (python prepare.py, 2 cores): 425 documents -> 419 after dedup; train.bin ~4.1M tokens, val.bin
 ~0.23M; 15-30 s without the cache, a few seconds with it.
 """
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -38,7 +43,7 @@ from tqdm import tqdm
 
 import clean
 import contamination
-import dedup
+import dedup_shards
 import language
 import mix
 import prepare_report as report
@@ -50,111 +55,26 @@ from common import UserError, cli, publish_dir, release_lock, reset_peak_rss, rs
 DEFAULT_MIX = "shakespeare=0.7,code=0.3"
 
 # ---------------------------------------------------------------------------------------------------------
-# 2. Dedup across all shards: exact keys, then LSH one band at a time
+# 4.-5. Split, tokenizer: per shard, from the removed ids and the val limits (dedup_shards.py did 2.-3.)
 
 
-def deduplicate(clean_dirs, index, args, work):
-    """-> (keep: (n,) bool, report dict as dedup.dedup's, with names instead of indices)."""
-    start, n = time.perf_counter(), len(index["shard"])
-    if args.no_dedup:
-        return np.ones(n, dtype=bool), {"docs": n, "exact_removed": 0, "near_removed": 0, "cluster_sizes": {},
-                                        "clusters": [], "shown": [], "shown_near_misses": []}
-    ids = np.flatnonzero(index["has_words"])                            # empty texts are never duplicates
-    keys = np.concatenate([np.load(d / "exact.npy") for d in clean_dirs])[ids]
-    exact = dedup.exact_duplicate_pairs(keys, ids)
-    unique = np.setdiff1d(ids, exact[:, 1])                             # near dedup sees each text once
-    bands, rows = dedup.choose_bands(args.dedup_threshold)
-    band_dir = Path(tempfile.mkdtemp(dir=work, prefix=".bands-"))
-    try:  # per shard, (bands, n) band keys to disk; then one band of all shards at a time in memory
-        for k, d in enumerate(tqdm(clean_dirs, desc="dedup: band keys", leave=False)):
-            sig = shards.signatures_in(d)  # in slices of 100k documents: bounded however big the shard
-            np.save(band_dir / f"{k}.npy", np.concatenate(
-                [dedup.band_keys(sig[a:a + 100_000].T, bands, rows) for a in range(0, len(sig), 100_000)]
-                or [np.zeros((bands, 0), dtype=np.uint64)], axis=1))
-
-        def band_columns():
-            for b in range(bands):
-                col = np.concatenate([np.load(band_dir / f"{k}.npy", mmap_mode="r")[b] for k in range(len(clean_dirs))])
-                yield col[unique], unique
-        def true_jaccard(i, j):  # for the few pairs the signature estimate cannot decide (dedup.is_duplicate)
-            return dedup.exact_jaccard(shards.text_of(clean_dirs, index, i), shards.text_of(clean_dirs, index, j))
-        near, n_cand = dedup.lsh_pairs(band_columns(), lambda i: shards.signatures_of(clean_dirs, index, i),
-                                       args.dedup_threshold, true_jaccard)
-    finally:
-        shutil.rmtree(band_dir, ignore_errors=True)
-    clusters = dedup.clusters_from_pairs(n, [tuple(p) for p in exact.tolist()] + [(i, j) for i, j, _ in near])
-    removed = np.array(sorted({i for c in clusters for i in c[1:]}), dtype=np.int64)
-    keep = np.ones(n, dtype=bool)
-    keep[removed] = False
-    clusters.sort(key=len, reverse=True)
-    rep = {"docs": n, "exact_removed": len(exact), "near_removed": len(removed) - len(exact),
-           "threshold": args.dedup_threshold, "num_perm": dedup.NUM_PERM, "bands": bands, "rows": rows,
-           "candidates": n_cand, "verified": len(near), "seconds": round(time.perf_counter() - start, 2),
-           "cluster_sizes": {int(k): int(v) for k, v in zip(*np.unique([len(c) for c in clusters], return_counts=True))}}
-    show = sorted({i for c in clusters[:3] for i in c[:4]})
-    texts = dict(zip(show, (shards.text_of(clean_dirs, index, i) for i in show)))
-    names = dict(zip(show, shards.names_of(clean_dirs, index, show)))
-    rep["shown"] = dedup.show_clusters(texts, names, clusters)
-    rep["clusters"] = [shards.names_of(clean_dirs, index, c) for c in clusters[:20]]  # the largest 20, by name
-    rep.update(near_misses(clean_dirs, index, unique[keep[unique]], args.dedup_threshold))
-    return keep, rep
+def kept_counts(index, removed):
+    """(S,) documents dedup kept per shard (removed: sorted global ids)."""
+    return np.diff(index["first"]) - np.diff(np.searchsorted(removed, index["first"]))
 
 
-def near_misses(clean_dirs, index, ids, threshold, max_docs=2000):
-    """The closest pairs left in per source (among the first max_docs kept documents): what dedup spared."""
-    ids = ids[:max_docs]
-    pairs = dedup.closest_pairs(shards.signatures_of(clean_dirs, index, ids).T, index["source"][ids].tolist(), threshold)
-    show = sorted({ids[i] for i, j, _ in pairs} | {ids[j] for i, j, _ in pairs})
-    texts = dict(zip(show, (shards.text_of(clean_dirs, index, i) for i in show)))
-    names = dict(zip(show, shards.names_of(clean_dirs, index, show)))
-    pairs = [(ids[i], ids[j], e) for i, j, e in pairs]
-    return {"shown_near_misses": dedup.show_near_misses(texts, names, pairs),
-            "near_misses": [(names[i], names[j], round(e, 4)) for i, j, e in pairs]}
+SPLIT_SALT, MIX_SALT = 0, 1  # shards.doc_random's salt per use (the tokenizer sample is 2, contamination's 3)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# 3. Line dedup: which lines occur in at least --line-dedup-docs kept documents
+def shard_split(index, k, removed, val_limit, seed):
+    """Shard k's (keep, is_val) masks, (n_k,) bool each: rebuilt when needed, never held for all shards.
+    A kept document is val when its random key is at most its source's limit (mix.val_thresholds)."""
+    keep = shards.shard_mask(index, k, removed, False)
+    key = shards.doc_random(seed, index["first"][k] + np.arange(len(keep)), SPLIT_SALT)
+    return keep, keep & (key <= val_limit[index["source"][k]])
 
 
-def boilerplate_lines(clean_dirs, index, keep, min_docs, part_mb=64):
-    """-> sorted (m,) uint64 keys of lines found in >= min_docs kept documents (0: line dedup off).
-    Every document's line keys are unique within it, so a key's count is its number of documents. The
-    keys are counted one hash partition at a time (key mod P), P chosen so a partition fits in part_mb."""
-    if min_docs <= 0:
-        return np.zeros(0, dtype=np.uint64)
-    total = sum(os.path.getsize(d / "lines.bin") for d in clean_dirs)
-    parts = max(1, math.ceil(total / (part_mb * 1e6)))
-    found = []
-    for p in range(parts):
-        chunk = []
-        for k, d in enumerate(clean_dirs):
-            lines, counts = shards.line_keys_in(d), np.load(d / "line_counts.npy")
-            kept = np.repeat(keep[index["first"][k]:index["first"][k + 1]], counts)
-            chunk.append(lines[kept][lines[kept] % np.uint64(parts) == np.uint64(p)])
-        values, n = np.unique(np.concatenate(chunk), return_counts=True)
-        found.append(values[n >= min_docs])
-    return np.sort(np.concatenate(found))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# 4.-5. Split, tokenizer
-
-
-def split(source_codes, val_frac, seed, names):
-    """Per source, a random val_frac of the documents (at least one if the source has two) -> val.
-    source_codes: (n,) each document's position in names, -1 for a document dedup removed."""
-    rng = np.random.default_rng(seed)
-    is_val = np.zeros(len(source_codes), dtype=bool)
-    for source in sorted(set(names)):
-        idx = np.flatnonzero(source_codes == names.index(source))
-        n_val = max(1, round(val_frac * len(idx))) if len(idx) >= 2 else 0
-        if n_val == 0 and len(idx):
-            print(f"warning: source {source} has one document, so no val_{source}.bin")
-        is_val[idx[rng.permutation(len(idx))[:n_val]]] = True
-    return is_val
-
-
-def train_tokenizer_on_sample(clean_dirs, index, candidates, boilerplate, args, folder):
+def train_tokenizer_on_sample(clean_dirs, index, is_train, boilerplate, args, folder):
     """Train the BPE on a random sample of train documents, up to --tokenizer-mb: enough to learn merges."""
     if args.tokenizer:
         return Path(args.tokenizer)
@@ -162,7 +82,7 @@ def train_tokenizer_on_sample(clean_dirs, index, candidates, boilerplate, args, 
         print(f"tokenizer: reusing {folder}")
         return folder
     texts, total = [], 0
-    for i in np.random.default_rng(args.seed).permutation(candidates):
+    for i in shards.sample_docs(clean_dirs, index, is_train, args.tokenizer_mb, args.seed, salt=2):
         if total >= args.tokenizer_mb * 1_000_000:
             break
         text = shards.final_text(clean_dirs, index, i, boilerplate)
@@ -176,58 +96,124 @@ def train_tokenizer_on_sample(clean_dirs, index, candidates, boilerplate, args, 
 
 
 # ---------------------------------------------------------------------------------------------------------
-# 7. Write: bins appended document by document, in a directory beside --out
+# 6.-7. Mix and write: shard by shard, appending each shard's picked documents to every bin
 
 
-def write_bin(path, docs, files, final, chunk=1 << 22):
-    """Final documents `docs` -> path, each one's [<|endoftext|>, ids...] read from its shard's tokens.bin
-    (files: one open file per shard; read, not mapped: mapped pages stay resident), in ~8 MB writes."""
+def final_docs(tok_dir, index, k, removed, val_limit, seed):
+    """Shard k's final documents (those with tokens): positions in the shard, tokens, is_val, mix keys."""
+    local, tokens = np.load(tok_dir / "local.npy"), np.load(tok_dir / "tokens.npy")
+    is_val = shard_split(index, k, removed, val_limit, seed)[1][local]
+    return local, tokens, is_val, shards.doc_random(seed, index["first"][k] + local, MIX_SALT)
+
+
+def plan_copies(tok_dirs, index, removed, val_limit, names, shares, args):
+    """Pass 1, numbers only: per split and source, the tokens it has and their histogram by mix key ->
+    ({split: {source: (full epochs, key limit)}}, {split: {source: asked share}}, {split: {source: tokens}})."""
+    hist = {split: {s: np.zeros(mix.KEY_BINS) for s in names} for split in ("train", "val")}
+    for k, d in enumerate(tok_dirs):
+        _, tokens, is_val, key = final_docs(d, index, k, removed, val_limit, args.seed)
+        source = names[index["source"][k]]
+        for split, sel in (("train", ~is_val), ("val", is_val)):
+            hist[split][source] += mix.key_histogram(key[sel], tokens[sel])
+    has = {split: {s: int(round(h.sum())) for s, h in hist[split].items()} for split in hist}
+    present = [s for s in names if has["train"][s] + has["val"][s] > 0]
+    if shares is None:  # no --mix: every document once, so the shares are whatever the data has
+        shares = {s: 1.0 for s in present} if len(present) == 1 else None
+    plan, asked = {}, {}
+    for split in ("train", "val"):
+        mine = shares or {s: has[split][s] / max(1, sum(has[split][p] for p in present)) for s in present}
+        asked[split] = {s: mine.get(s, 0.0) for s in present}
+        want = mix.plan_mix({s: has[split][s] for s in present}, asked[split],
+                            args.max_epochs if split == "train" else 1, args.train_tokens if split == "train" else None,
+                            split)
+        plan[split] = {s: mix.copies(want[s], has[split][s], hist[split][s]) for s in present}
+    return plan, asked, has
+
+
+def append_docs(f, path, data, starts, tokens, picked):
+    """Documents `picked` of a shard (data: its whole tokens.bin) -> f, in ~8 MB writes. -> tokens written,
+    a Python int (summed as the arrays' int32/int64 scalars, a count past 2^31 once wrapped negative)."""
     written, buffer, size = 0, [], 0
     try:
-        with open(path, "wb") as f:
-            for i in docs:
-                a, n = int(final["start"][i]), int(final["tokens"][i])  # Python ints: the total passes 2^31
-                source = files[final["shard"][i]]
-                source.seek(2 * a)
-                buffer.append(np.frombuffer(source.read(2 * n), dtype=np.uint16))
-                size += n
-                if size >= chunk:
-                    f.write(np.concatenate(buffer).tobytes())
-                    written, buffer, size = written + size, [], 0
-            if buffer:
+        for i in picked:
+            a, n = int(starts[i]), int(tokens[i])
+            buffer.append(data[a:a + n])
+            size += n
+            if size >= 1 << 22:
                 f.write(np.concatenate(buffer).tobytes())
-            f.flush()
-            os.fsync(f.fileno())
+                written, buffer, size = written + size, [], 0
+        if buffer:
+            f.write(np.concatenate(buffer).tobytes())
     except OSError as e:
         raise shards.disk_error(e, path) from e
     return written + size
 
 
-def shard_arrays(tok_dirs, index):
-    """The final documents (those with tokens) as arrays: global id, shard, tokens, bytes, start in tokens.bin."""
-    glob, shard_of, tokens, nbytes, starts = [], [], [], [], []
-    for k, d in enumerate(tok_dirs):
-        local, t = np.load(d / "local.npy"), np.load(d / "tokens.npy")
-        glob.append(index["first"][k] + local)
-        shard_of.append(np.full(len(local), k))
-        tokens.append(t)
-        nbytes.append(np.load(d / "bytes.npy"))
-        starts.append(np.cumsum(t) - t)  # where each document starts in its shard's tokens.bin
-    cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
-    return {"gid": cat(glob, np.int32), "shard": cat(shard_of, np.int32), "tokens": cat(tokens, np.int32),
-            "bytes": cat(nbytes, np.int32), "start": cat(starts, np.int64)}
+def shard_picks(tokens, is_val, key, source, plan, epoch):
+    """{bin: positions among the shard's final documents} that pass `epoch` appends: train.bin a document's
+    copy number `epoch` if it has one; val.bin (no repeats) and val_<source>.bin in pass 0 only."""
+    full, limit = plan["train"].get(source, (0, 0.0))
+    train = np.flatnonzero(~is_val & (full + (key < limit) > epoch))
+    if epoch:
+        return {"train.bin": train}
+    full, limit = plan["val"].get(source, (0, 0.0))
+    val = np.flatnonzero(is_val)
+    return {"train.bin": train, "val.bin": val[full + (key[val] < limit) > 0], f"val_{source}.bin": val}
 
 
-def write_bins(out, bins, final, tok_dirs):
-    """bins: {file name: final document indices} -> the files in out/; returns meta's "bins"."""
-    files = [open(d / "tokens.bin", "rb") for d in tok_dirs]
-    meta_bins = {}
-    for name, docs in tqdm(bins.items(), desc="write bins", leave=False):
-        tokens = write_bin(out / name, docs, files, final)
-        os.chmod(out / name, 0o644)
-        meta_bins[name] = {"tokens": int(tokens), "bytes": int(final["bytes"][docs].sum()), "docs": int(len(docs))}
-    [f.close() for f in files]
-    return meta_bins
+def write_bins(out, tok_dirs, index, removed, val_limit, names, shares, args, picks_dir):
+    """train.bin and val.bin follow the mix (val without repeats); val_<source>.bin holds all of a source's
+    val documents. Pass e over the shards, in order, appends every document's copy number e, so copies of
+    a document are a whole corpus apart (train.py reads random windows: the order needs no shuffle). The
+    positions of shard k's train documents go to picks_dir/k.npy for the contamination check. -> (meta's
+    "bins", mix info, per source {"val_docs", "bytes": a histogram of log10 document bytes})."""
+    plan, asked, has = plan_copies(tok_dirs, index, removed, val_limit, names, shares, args)
+    paths = {b: out / b for b in ["train.bin", "val.bin"] + [f"val_{s}.bin" for s in names]}
+    files = {b: open(p, "wb") for b, p in paths.items()}
+    meta_bins = {b: {"tokens": 0, "bytes": 0, "docs": 0} for b in paths}
+    got = {split: {s: 0 for s in asked[split]} for split in asked}
+    stats = {s: {"val_docs": 0, "bytes": np.zeros(len(report.LENGTH_BINS) - 1, np.int64)} for s in names}
+    passes = max([full + (limit > 0) for full, limit in plan["train"].values()] + [1])
+    for epoch in range(passes):
+        for k in tqdm(range(len(tok_dirs)), desc=f"mix+write, pass {epoch + 1}/{passes}", leave=False):
+            source = names[index["source"][k]]
+            local, tokens, is_val, key = final_docs(tok_dirs[k], index, k, removed, val_limit, args.seed)
+            nbytes = np.load(tok_dirs[k] / "bytes.npy")
+            picks = shard_picks(tokens, is_val, key, source, plan, epoch)
+            if epoch == 0:
+                stats[source]["val_docs"] += int(is_val.sum())
+                stats[source]["bytes"] += np.histogram(np.log10(np.maximum(nbytes, 1)), report.LENGTH_BINS)[0]
+                np.save(picks_dir / f"{k}.npy", local[picks["train.bin"]])
+            if not any(len(p) for p in picks.values()):
+                continue
+            data, starts = np.fromfile(tok_dirs[k] / "tokens.bin", dtype=np.uint16), np.cumsum(tokens) - tokens
+            for b, picked in picks.items():
+                n = append_docs(files[b], paths[b], data, starts, tokens, picked)
+                meta_bins[b]["tokens"] += n
+                meta_bins[b]["bytes"] += int(nbytes[picked].sum())
+                meta_bins[b]["docs"] += len(picked)
+                if b in ("train.bin", "val.bin") and source in got[b[:-4]]:
+                    got[b[:-4]][source] += n
+    for b, f in files.items():
+        try:
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+        except OSError as e:
+            raise shards.disk_error(e, paths[b]) from e
+        if not meta_bins[b]["docs"] and b.startswith("val_"):
+            paths[b].unlink()  # a source without val documents has no val_<source>.bin
+            del meta_bins[b]
+        else:
+            os.chmod(paths[b], 0o644)
+    info = {split: mix.achieved({s: {"asked": asked[split][s], "tokens": got[split][s],
+                                     "epochs": got[split][s] / max(1, has[split][s])} for s in asked[split]})
+            for split in asked}
+    off = [s for s, v in info["val"].items() if abs(v["achieved"] - v["asked"]) > 0.02]
+    if off:  # val follows train's shares unless a source has too few val documents to reach its share
+        info["val_note"] = (f"val.bin cannot follow the asked shares: {', '.join(off)} "
+                            f"{'has' if len(off) == 1 else 'have'} too few val documents for an exact share")
+    return meta_bins, info, stats
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -260,16 +246,16 @@ def run_clean_stage(shard_list, keys, work, args, opts, stages):
     return clean_dirs, results, raw
 
 
-def run_tokenize_stage(clean_dirs, index, keep, boilerplate, tok_dir, keys, work, opts, stages):
+def run_tokenize_stage(clean_dirs, index, removed, boilerplate, tok_dir, keys, work, opts, stages):
     """Every shard's kept documents -> token ids on disk. A shard's key: its clean key, which of its
-    documents dedup kept, the repeated-line set, the tokenizer. -> (tokens dirs, lines removed, docs emptied)."""
+    documents dedup removed, the repeated-line set, the tokenizer. -> (tokens dirs, lines removed, docs emptied)."""
     tok_dirs, tasks, code, lines = [], [], shards.code_version(), shards.key_of(boilerplate.tobytes().hex())
     for k, d in enumerate(clean_dirs):
-        mask = keep[index["first"][k]:index["first"][k + 1]]
-        key = shards.key_of("tokens", keys["clean"][k], np.packbits(mask).tobytes().hex(), lines,
+        gone = shards.in_shard(index, k, removed)  # a task holds the shard's removed positions, not a mask
+        key = shards.key_of("tokens", keys["clean"][k], hashlib.sha256(gone.tobytes()).hexdigest(), lines,
                             keys["tokenizer_hash"], code)
         tok_dirs.append(work / "shards" / f"tokens-{key}")
-        tasks.append((d, mask, boilerplate, tok_dir, tok_dirs[-1]))
+        tasks.append((d, gone, boilerplate, tok_dir, tok_dirs[-1]))
     results, record = shards.run_stage("tokenize", shards.tokenize_shard, tasks,
                                        [int(np.load(d / "offsets.npy")[-1]) for d in clean_dirs], opts)
     lines_removed = sum(r["lines_removed"] for r in results)
@@ -331,23 +317,30 @@ def build(args, argv, out, tmp_out, work):
     clean_dirs, clean_results, raw_bytes = run_clean_stage(shard_list, keys["clean"], work, args, opts, stages)
     read_stats, counters = merge_counts(shard_list, clean_results, names)
     index = shards.corpus_index(shard_list, clean_dirs, names)
-    if not len(index["shard"]):
+    if not index["first"][-1]:
         raise UserError(f"{', '.join(names)}: no documents left after reading and cleaning; nothing written")
 
-    keep, dedup_report = shards.load_cached(work / "stages" / f"dedup-{keys['dedup']}.pkl",
-                                     lambda: deduplicate(clean_dirs, index, args, work), args.no_cache, "dedup")
-    lap(stages, "dedup", docs_in=int(len(keep)), docs_out=int(keep.sum()))
+    removed, dedup_report = shards.load_cached(work / "stages" / f"dedup-{keys['dedup']}.pkl",
+                                               lambda: dedup_shards.deduplicate(clean_dirs, index, args, work),
+                                               args.no_cache, "dedup")
+    kept = kept_counts(index, removed)
+    lap(stages, "dedup", docs_in=int(index["first"][-1]), docs_out=int(kept.sum()))
     boilerplate = shards.load_cached(work / "stages" / f"lines-{keys['lines']}.pkl",
-                              lambda: boilerplate_lines(clean_dirs, index, keep, args.line_dedup_docs),
+                              lambda: dedup_shards.boilerplate_lines(clean_dirs, index, removed, args.line_dedup_docs),
                               args.no_cache, "lines")
     lap(stages, "line counts", distinct_lines_removed=int(len(boilerplate)))
 
-    is_val = split(np.where(keep, index["source"], -1), args.val_frac, args.seed, names)
-    if not is_val.any():  # the split is by document: one document per source leaves nothing to validate on
+    val_limit = mix.val_thresholds(kept, index["source"], names, args.val_frac, lambda k: shards.doc_random(
+        args.seed, index["first"][k] + np.flatnonzero(shards.shard_mask(index, k, removed, False)), SPLIT_SALT))
+    if (val_limit < 0).all():  # by document: one document per source leaves nothing to validate on
         raise UserError(f"{', '.join(names)}: every source has a single document after cleaning and dedup, so "
                         f"there is nothing to hold out for val.bin; give several files (or a .jsonl of "
                         f"documents); nothing written")
-    tok_dir = train_tokenizer_on_sample(clean_dirs, index, np.flatnonzero(keep & ~is_val), boilerplate, args,
+
+    def is_train(k):
+        keep, is_val = shard_split(index, k, removed, val_limit, args.seed)
+        return keep & ~is_val
+    tok_dir = train_tokenizer_on_sample(clean_dirs, index, is_train, boilerplate, args,
                                         work / "stages" / f"tokenizer-{keys['tokenizer']}")
     try:
         enc = tokenizer.load_tokenizer(tok_dir)
@@ -357,29 +350,32 @@ def build(args, argv, out, tmp_out, work):
     keys["tokenizer_hash"] = tok_hash = tokenizer.tokenizer_hash(tok_dir)
     lap(stages, "train tokenizer")
 
-    tok_dirs, lines_removed, docs_emptied = run_tokenize_stage(clean_dirs, index, keep, boilerplate, tok_dir,
+    tok_dirs, lines_removed, docs_emptied = run_tokenize_stage(clean_dirs, index, removed, boilerplate, tok_dir,
                                                                keys, work, opts, stages)
+    picks_dir = Path(tempfile.mkdtemp(dir=work, prefix=".picks-"))
+    try:
+        meta_bins, mix_info, per_source = write_bins(tmp_out, tok_dirs, index, removed, val_limit, names, shares,
+                                                     args, picks_dir)
+        if not meta_bins["train.bin"]["docs"]:
+            raise UserError(f"{', '.join(names)}: the mix selects no training documents; nothing written")
+        shutil.copytree(tok_dir, tmp_out / "tokenizer")
+        for f in [tmp_out / "tokenizer", *(tmp_out / "tokenizer").iterdir()]:
+            os.chmod(f, 0o755 if f.is_dir() else 0o644)  # readable by all, as every file of a dataset
+        lap(stages, "mix+write", mb=round(sum(b["bytes"] for b in meta_bins.values()) / 1e6, 2))
 
-    final = shard_arrays(tok_dirs, index)
-    source_final, is_val_final = index["source"][final["gid"]], is_val[final["gid"]]
-    bins, mix_info = mix.choose_bins(source_final, is_val_final, final["tokens"], names, shares, args)
-    if not len(bins["train.bin"]):
-        raise UserError(f"{', '.join(names)}: the mix selects no training documents; nothing written")
-    meta_bins = write_bins(tmp_out, bins, final, tok_dirs)
-    shutil.copytree(tok_dir, tmp_out / "tokenizer")
-    for f in [tmp_out / "tokenizer", *(tmp_out / "tokenizer").iterdir()]:
-        os.chmod(f, 0o755 if f.is_dir() else 0o644)  # readable by all, as every file of a dataset
-    lap(stages, "mix+write", mb=round(sum(b["bytes"] for b in meta_bins.values()) / 1e6, 2))
-
-    contam, record = contamination.check_train(clean_dirs, index, final, bins["train.bin"], is_val_final, boilerplate, args,
-                                   work, opts)
+        def is_val(k):
+            return shard_split(index, k, removed, val_limit, args.seed)[1]
+        contam, record = contamination.check_train(clean_dirs, index, picks_dir, is_val, boilerplate, args, work, opts)
+    finally:
+        shutil.rmtree(picks_dir, ignore_errors=True)
+    contam["val"]["of"] = sum(v["val_docs"] for v in per_source.values())  # more than "items" when val was sampled
     lap(stages, "contamination", record)
     seconds = time.perf_counter() - start
-    after = {s: int(((index["source"] == c) & keep).sum()) for c, s in enumerate(names)}
+    after = {s: int(kept[index["source"] == c].sum()) for c, s in enumerate(names)}
     meta = {"vocab_size": enc.n_vocab, "dtype": "uint16", "eot_token": enc.eot_token, "tokenizer": "tokenizer",
             "tokenizer_hash": tok_hash, "bins": meta_bins,
-            "sources": {s: {**read_stats[s], "after_dedup": after[s],
-                            "val_docs": int(((source_final == c) & is_val_final).sum())} for c, s in enumerate(names)},
+            "sources": {s: {**read_stats[s], "after_dedup": after[s], "val_docs": per_source[s]["val_docs"]}
+                        for s in names},
             "mix": {k: v for k, v in mix_info.items() if k != "val_note"}, "mix_note": mix_info.get("val_note"),
             "cleaning": {**counters, "skipped_rules": opts["skip"]},
             "dedup": {k: v for k, v in dedup_report.items() if not k.startswith("shown")},
@@ -391,7 +387,7 @@ def build(args, argv, out, tmp_out, work):
             "seconds": round(seconds, 1), "stages": {k: v for k, v in stages.items() if k != "_t"},
             "stage_seconds": {k: v["seconds"] for k, v in stages.items() if k != "_t"},
             "raw_mb_per_s": round(raw_bytes / 1e6 / seconds, 2)}
-    lengths = {s: final["bytes"][source_final == c] for c, s in enumerate(names)}
+    lengths = {s: v["bytes"] for s, v in per_source.items()}
     lines = report.summary(meta, dedup_report.get("shown", []), dedup_report.get("shown_near_misses", []), raw_bytes)
     report.write_report(tmp_out, meta, lengths, lines, out)
     write_atomic(tmp_out / "meta.json", json.dumps(meta, indent=1, default=int))  # last: the dataset is whole

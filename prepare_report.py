@@ -4,8 +4,12 @@ every number from meta.json, so the report can be rebuilt from it.
 """
 from pathlib import Path
 
+import numpy as np
+
 import dedup
 from common import write_atomic
+
+LENGTH_BINS = np.linspace(0, 8, 65)  # log10 bytes per document: 1 byte to 100 MB, 8 bins per decade
 
 
 def summary(meta, shown_clusters, shown_near_misses, raw_bytes):
@@ -79,12 +83,12 @@ def summary(meta, shown_clusters, shown_near_misses, raw_bytes):
 
 
 def plots(out, meta, lengths):
-    """PNG plots next to report.md; returns their file names. lengths: {source: (n,) bytes per document}.
+    """PNG plots next to report.md; returns their file names. lengths: {source: documents per bin of
+    LENGTH_BINS}, counted shard by shard (a histogram: the driver never holds one length per document).
     Matplotlib without a display (Agg); each PNG written atomically, as every output of prepare.py."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     def bar(name, title, labels, values, xlabel):
         fig, ax = plt.subplots(figsize=(7, 0.35 * len(labels) + 1.2))
@@ -97,9 +101,9 @@ def plots(out, meta, lengths):
         return name
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    for s, n in lengths.items():
-        if len(n):
-            ax.hist(np.log10(np.maximum(n, 1)), bins=40, alpha=0.6, label=f"{s} ({len(n)} docs)")
+    for s, counts in lengths.items():
+        if counts.sum():
+            ax.stairs(counts, LENGTH_BINS, fill=True, alpha=0.6, label=f"{s} ({counts.sum():,} docs)")
     ax.set_title("document length per source (in the bins)")
     ax.set_xlabel("log10 bytes")
     ax.legend()

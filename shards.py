@@ -38,12 +38,16 @@ from common import ROOT, UserError, peak_rss_mb, write_atomic
 LINE_MIN_CHARS = 20  # shorter lines ("Exeunt.", "else:", "}") repeat for good reasons; never line-deduped
 
 
-def code_version():
-    """The stages' code is part of every cache key: an edited rule must not reuse old results."""
+def code_version(files=("sources.py", "clean.py", "dedup.py", "tokenizer.py", "shards.py")):
+    """The stages' code is part of every cache key: an edited rule must not reuse old results. The global
+    steps add the driver's files (GLOBAL_STEP_FILES), which the per-shard stages do not read."""
     h = hashlib.sha256()
-    for name in ("sources.py", "clean.py", "dedup.py", "tokenizer.py", "shards.py"):
+    for name in files:
         h.update((ROOT / name).read_bytes())
     return h.hexdigest()[:16]
+
+
+GLOBAL_STEP_FILES = ("dedup.py", "shards.py", "dedup_shards.py", "mix.py", "prepare.py")
 
 
 def key_of(*parts):
@@ -272,13 +276,15 @@ def final_texts(folder, local, boilerplate, counts=None):
         yield text
 
 
-def tokenize_shard(clean_dir, keep, boilerplate, tok_dir, folder):
-    """The kept documents of a clean_shard directory -> folder/: tokens.bin (for each document
-    <|endoftext|> then its ids, uint16), and per document local.npy (its index in the shard),
-    tokens.npy (tokens incl. <|endoftext|>), bytes.npy (UTF-8 bytes). A document that line dedup
-    empties is dropped and counted."""
+def tokenize_shard(clean_dir, removed, boilerplate, tok_dir, folder):
+    """The documents of a clean_shard directory that dedup kept (all but the positions `removed`) ->
+    folder/: tokens.bin (for each document <|endoftext|> then its ids, uint16), and per document local.npy
+    (its index in the shard), tokens.npy (tokens incl. <|endoftext|>), bytes.npy (UTF-8 bytes). A document
+    that line dedup empties is dropped and counted."""
     if (info := finished(folder)) is not None:
         return {**info, "reused": True}
+    keep = np.ones(len(np.load(Path(clean_dir) / "has_words.npy")), dtype=bool)
+    keep[removed] = False
     start, cpu, tmp = time.perf_counter(), time.process_time(), begin(folder)
     enc = tokenizer.load_tokenizer(tok_dir)
     eot = np.array([enc.eot_token], dtype=np.uint16)
@@ -313,46 +319,92 @@ def tokenize_shard(clean_dir, keep, boilerplate, tok_dir, folder):
 
 
 def corpus_index(shard_list, clean_dirs, names):
-    """-> dict of per-document arrays over all shards in order: shard (n,), local (n,), source (n,): the
-    position of the document's source in names, has_words (n,), and first[k]: the global id of shard k's
-    first document. Small integer types throughout: at 20M documents every byte per document is 20 MB."""
+    """-> {"first": (S + 1,) the global id of shard k's first document (first[-1]: all documents), "source":
+    (S,) the position of shard k's source in names, "names"}. Per shard, never per document: a document's
+    global id is first[k] + its position in shard k (locate), and per-document facts stay in the shard's
+    files, so the driver's memory does not grow with the corpus."""
     counts = [len(np.load(d / "has_words.npy")) for d in clean_dirs]
-    first = np.r_[0, np.cumsum(counts)].astype(np.int64)
-    shard_of = np.repeat(np.arange(len(clean_dirs), dtype=np.int32), counts)
-    source_of_shard = np.array([names.index(s["source"]) for s in shard_list], dtype=np.int16)
-    return {"first": first, "shard": shard_of, "local": (np.arange(first[-1]) - first[shard_of]).astype(np.int32),
-            "source": source_of_shard[shard_of], "names": list(names),
-            "has_words": np.concatenate([np.load(d / "has_words.npy") for d in clean_dirs] or [np.zeros(0, bool)])}
+    return {"first": np.r_[0, np.cumsum(counts)].astype(np.int64),
+            "source": np.array([names.index(s["source"]) for s in shard_list], dtype=np.int16), "names": list(names)}
+
+
+def locate(index, ids):
+    """Global ids (n,) -> (shard (n,), position in the shard (n,))."""
+    shard = np.searchsorted(index["first"], ids, side="right") - 1
+    return shard, np.asarray(ids, dtype=np.int64) - index["first"][shard]
+
+
+def in_shard(index, k, ids):
+    """Sorted global ids -> the positions in shard k of those that fall in it."""
+    a, b = np.searchsorted(ids, index["first"][k:k + 2])
+    return ids[a:b] - index["first"][k]
+
+
+def shard_mask(index, k, ids, value=True):
+    """(n_k,) bool over shard k's documents: `value` where the document is among sorted global ids."""
+    mask = np.full(int(index["first"][k + 1] - index["first"][k]), not value)
+    mask[in_shard(index, k, ids)] = value
+    return mask
+
+
+def doc_random(seed, ids, salt):
+    """(n,) floats in [0, 1), one per global document id, from a hash of (seed, salt, id): the same number
+    however the corpus is cut into shards and however many workers run (a Generator drawing shard by
+    shard would follow the cuts). salt: one per use (the split, the mix, a sample) so uses are independent."""
+    with np.errstate(over="ignore"):
+        key = np.asarray(ids, dtype=np.uint64) + np.uint64(((seed * 1_000_003 + salt) << 32) % 2**64)
+        h = dedup.mix64(dedup.mix64(key))
+    return (h >> np.uint64(11)).astype(np.float64) / 2.0**53
+
+
+def sample_docs(clean_dirs, index, select, mb, seed, salt):
+    """Global ids, in random order, of a uniform random sample of the documents select(k) -> (n_k,) bool
+    picks in shard k: each with the probability that gives ~1.5 x mb MB of text and at least ~32 documents
+    (the caller stops at mb). Two passes over per-shard arrays; what is held is the sample, not the corpus."""
+    total, n = 0, 0
+    for k in range(len(clean_dirs)):
+        chosen = select(k)
+        total += int(np.diff(np.load(clean_dirs[k] / "offsets.npy"))[chosen].sum())
+        n += int(chosen.sum())
+    p = min(1.0, max(1.5 * mb * 1e6 / max(total, 1), 32 / max(n, 1)))
+    ids, keys = [np.zeros(0, np.int64)], [np.zeros(0)]
+    for k in range(len(clean_dirs)):
+        gid = index["first"][k] + np.flatnonzero(select(k))
+        u = doc_random(seed, gid, salt)
+        ids.append(gid[u < p])
+        keys.append(u[u < p])
+    return np.concatenate(ids)[np.argsort(np.concatenate(keys), kind="stable")]
 
 
 def signatures_of(clean_dirs, index, ids):
     """(len(ids), num_perm) signatures of global documents ids, read from the shards' sig.bin."""
     out = np.empty((len(ids), dedup.NUM_PERM), dtype=np.uint32)
-    shard = index["shard"][ids]
+    shard, local = locate(index, ids)
     for k in np.unique(shard):
         sel = np.flatnonzero(shard == k)
-        out[sel] = signatures_in(clean_dirs[k])[index["local"][ids[sel]]]
+        out[sel] = signatures_in(clean_dirs[k])[local[sel]]
     return out
 
 
 def names_of(clean_dirs, index, ids, with_source=True):
     cache, out = {}, []
-    for i in ids:
-        k = index["shard"][i]
+    for k, i in zip(*locate(index, ids)):
         if k not in cache:
             cache[k] = json.loads((clean_dirs[k] / "names.json").read_text())
-        name = cache[k][index["local"][i]]
-        out.append(f"{index['names'][index['source'][i]]}/{name}" if with_source else name)
+        source = index["names"][index["source"][k]]
+        out.append(f"{source}/{cache[k][i]}" if with_source else cache[k][i])
     return out
 
 
 def text_of(clean_dirs, index, i):
-    return texts_of(clean_dirs[index["shard"][i]], [index["local"][i]])[0]
+    (k,), (local,) = locate(index, [i])
+    return texts_of(clean_dirs[k], [local])[0]
 
 
 def final_text(clean_dirs, index, i, boilerplate):
     """Document i as the bins hold it: repeated lines removed."""
-    return next(final_texts(clean_dirs[index["shard"][i]], [index["local"][i]], boilerplate))
+    (k,), (local,) = locate(index, [i])
+    return next(final_texts(clean_dirs[k], [local], boilerplate))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -448,6 +500,7 @@ def stage_keys(args, shard_list):
     clean_opts = [skip, args.text_field, args.max_doc_mb, args.hf_docs, args.languages, quality_model,
                   args.quality_threshold]
     clean_keys = [key_of("clean", s["source"], s["kind"], s["stamp"], clean_opts, code) for s in shard_list]
+    code = code_version(GLOBAL_STEP_FILES)
     dedup_key = key_of("dedup", clean_keys, args.no_dedup, args.dedup_threshold, code)
     lines_key = key_of("lines", dedup_key, args.line_dedup_docs, code)
     tok = tokenizer.tokenizer_hash(args.tokenizer) if args.tokenizer else None

@@ -94,6 +94,25 @@ def test_dedup_removes_exact_and_near_duplicates_and_keeps_the_rest():
     assert report["near_misses"][0][:2] == (3, 33)             # the closest pair left in is the J~0.4 one
 
 
+def test_cluster_roots_agree_with_a_plain_union_find():
+    """The array union-find against a dict one, on random pairs among 300 documents (long chains too)."""
+    rng = np.random.default_rng(0)
+    pairs = np.concatenate([rng.integers(0, 300, size=(200, 2)), np.stack([np.arange(250, 299), np.arange(251, 300)], 1)])
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    parent = {}
+
+    def find(i):
+        while parent.setdefault(i, i) != i:
+            i = parent[i]
+        return i
+    for i, j in pairs.tolist():
+        a, b = find(i), find(j)
+        parent[max(a, b)] = min(a, b)
+    nodes, root = dedup.cluster_roots(pairs)
+    assert nodes.tolist() == sorted(parent) and root.tolist() == [find(i) for i in sorted(parent)]
+    assert dedup.cluster_roots(np.zeros((0, 2), np.int64))[0].shape == (0,)
+
+
 def test_clusters_are_transitive_and_keep_the_first():
     assert dedup.clusters_from_pairs(6, [(4, 5), (1, 4), (2, 3)]) == [[1, 4, 5], [2, 3]]
 

@@ -11,6 +11,7 @@ import pytest
 
 import mix
 import prepare
+import shards
 import sources
 import tokenizer
 from common import UserError, write_atomic
@@ -179,39 +180,59 @@ def test_no_clean_and_skip_rule(built):
     assert prose(20) + "\nwrite to jane@example.com." in docs and len(docs) == 19  # all but the exact copy
 
 
-def test_plan_mix_hits_the_asked_shares_within_one_percent():
+def taken(tokens, keys, want):
+    """What prepare.write_bins takes of one source: each document `full` times, once more below the limit."""
+    full, limit = mix.copies(want, int(tokens.sum()), mix.key_histogram(keys, tokens))
+    return full + (keys < limit)
+
+
+def test_plan_mix_and_copies_hit_the_asked_shares_within_one_percent():
     rng = np.random.default_rng(0)
     counts = {"a": rng.integers(50, 500, size=1000), "b": rng.integers(50, 500, size=300)}
+    keys = {s: rng.random(len(c)) for s, c in counts.items()}
+    avail = {s: int(c.sum()) for s, c in counts.items()}
     for shares in ({"a": 0.7, "b": 0.3}, {"a": 0.5, "b": 0.5}, {"a": 0.95, "b": 0.05}):
-        picks, info = mix.plan_mix(counts, shares, rng)
+        want = mix.plan_mix(avail, shares)
+        got = {s: int((counts[s] * taken(counts[s], keys[s], want[s])).sum()) for s in shares}
         for s in shares:
-            assert abs(info[s]["achieved"] - shares[s]) < 0.01, (shares, info)
-            assert info[s]["tokens"] == sum(int(counts[s][i]) for i in picks[s])
-    picks, info = mix.plan_mix(counts, {"a": 0.1, "b": 0.9}, rng, total=2_000_000)  # b must repeat
-    assert info["b"]["epochs"] == pytest.approx(4.0) and len(picks["b"]) == 4 * 300     # capped at 4 epochs
+            assert abs(got[s] / sum(got.values()) - shares[s]) < 0.01, (shares, got)
+            assert abs(got[s] - want[s]) <= counts[s].max()                    # within one document
+    want = mix.plan_mix(avail, {"a": 0.1, "b": 0.9}, total=2_000_000)  # b must repeat
+    assert want["b"] == 4 * avail["b"]                                    # capped at 4 epochs
+    assert (taken(counts["b"], keys["b"], want["b"]) == 4).all()          # four whole epochs
+    part = taken(counts["b"], keys["b"], 2.5 * avail["b"])                # two epochs and about half a third
+    assert set(np.unique(part)) == {2, 3} and abs((counts["b"] * part).sum() / avail["b"] - 2.5) < 0.01
 
 
-def test_choose_bins_counts_past_two_billion_tokens_from_int32_documents():
-    """prepare keeps tokens per document as int32 (4 bytes a document); the mix's totals must not be: the
-    10 GB benchmark's 2.44B train tokens overflowed an int32 sum once (2026-12-07)."""
-    from types import SimpleNamespace
-    tokens = np.full(6, 2 ** 30, dtype=np.int32)  # 6.4B tokens in six documents
-    is_val = np.array([False] * 5 + [True])
-    args = SimpleNamespace(seed=0, train_tokens=None, max_epochs=4.0)
-    bins, info = mix.choose_bins(np.zeros(6, dtype=np.int16), is_val, tokens, ["web"], None, args)
-    assert sorted(bins["train.bin"]) == [0, 1, 2, 3, 4] and info["train"]["web"]["tokens"] == 5 * 2 ** 30
+def test_val_thresholds_pick_round_val_frac_per_source_however_the_shards_are_cut():
+    kept, source = np.array([10, 0, 7, 30, 1]), np.array([0, 0, 0, 1, 2])
+    first = np.r_[0, np.cumsum(kept)]
+    keys = shards.doc_random(7, np.arange(first[-1]), 0)
+    limit = mix.val_thresholds(kept, source, ["a", "b", "c"], 0.25, lambda k: keys[first[k]:first[k + 1]])
+    assert (keys[:17] <= limit[0]).sum() == round(0.25 * 17) and (keys[17:47] <= limit[1]).sum() == round(0.25 * 30)
+    assert limit[2] == -1                                                  # one document: no val
+    whole = mix.val_thresholds(np.array([17, 30, 1]), np.array([0, 1, 2]), ["a", "b", "c"], 0.25,
+                               lambda k: keys[[0, 17, 47, 48][k]:[0, 17, 47, 48][k + 1]])
+    assert (whole == limit).all()                                          # cut in 3 shards or in 1: the same
 
 
-def test_write_bin_counts_in_python_ints_whatever_the_arrays_dtype(tmp_path):
-    """write_bin returns the tokens it wrote. Summed as int32 array scalars, as the per-document arrays are,
+def test_copies_count_past_two_billion_tokens_from_int32_documents():
+    """prepare keeps tokens per document as int32; the mix's totals must not be: the 10 GB benchmark's
+    2.44B train tokens overflowed an int32 sum once (2026-12-07)."""
+    tokens = np.full(5, 2 ** 30, dtype=np.int32)  # 5.4B tokens in five documents
+    want = mix.plan_mix({"web": int(tokens.sum(dtype=np.int64))}, {"web": 1.0})
+    assert want["web"] == 5 * 2 ** 30
+    assert taken(tokens, np.linspace(0, 0.9, 5), want["web"]).tolist() == [1] * 5
+
+
+def test_append_docs_counts_in_python_ints_whatever_the_arrays_dtype(tmp_path):
+    """append_docs returns the tokens it wrote. Summed as int32 array scalars, as the per-document arrays are,
     the count wrapped negative at 10 GB (2.44B tokens); as Python ints it cannot wrap. Small here: the type
     is what would wrap."""
-    shard = tmp_path / "tokens.bin"
-    np.arange(10, dtype=np.uint16).tofile(shard)
-    final = {"start": np.array([0, 4], dtype=np.int64), "tokens": np.array([4, 6], dtype=np.int32),
-             "shard": np.array([0, 0], dtype=np.int32)}
-    with open(shard, "rb") as f:
-        written = prepare.write_bin(tmp_path / "train.bin", np.array([1, 0], dtype=np.int32), [f], final, chunk=5)
+    data = np.arange(10, dtype=np.uint16)
+    starts, tokens = np.array([0, 4], dtype=np.int64), np.array([4, 6], dtype=np.int32)
+    with open(tmp_path / "train.bin", "wb") as f:
+        written = prepare.append_docs(f, tmp_path / "train.bin", data, starts, tokens, np.array([1, 0]))
     assert type(written) is int and written == 10
     assert np.fromfile(tmp_path / "train.bin", dtype=np.uint16).tolist() == [4, 5, 6, 7, 8, 9, 0, 1, 2, 3]
 

@@ -3,7 +3,6 @@ pool and Ray; a killed run resumes; every option reaches its stage's cache key; 
 alone; the lock; line dedup; linear contamination = the naive one; bad input; no import cycle."""
 import ast
 import gzip
-import io
 import json
 import os
 import shutil
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 import contamination
+import dedup_shards
 import prepare
 import shards
 import sources
@@ -66,6 +66,18 @@ def test_many_shards_and_a_byte_range_cut(single):
     expected |= {prose(20) + "\nwrite to <EMAIL>.", prose(21) + "\ncaf\ufffd."}
     expected |= {prose(200 + k) + (f"\n{NEWSLETTER}" if k < 5 else "") for k in range(40)}
     assert sorted(got) == sorted(expected)        # every document once, whole, across shards (empty ones too)
+
+
+def test_hash_partitions_give_the_dataset_of_one_partition(single, monkeypatch):
+    """Dedup and line counts read one hash partition at a time (dedup_shards.py): with a partition a few
+    hundred bytes big (tens of partitions) the removed documents, the repeated lines and the bins are
+    those of one partition."""
+    root, meta = single
+    monkeypatch.setattr(dedup_shards, "PART_MB", 0.0003)
+    many = run(root, "--workers", "1", "--no-cache", out="partitioned")
+    assert many["dedup"]["partitions"] > 10 and meta["dedup"]["partitions"] == 1
+    assert many["dedup"]["clusters"] == meta["dedup"]["clusters"] and many["line_dedup"] == meta["line_dedup"]
+    same_bins(root, "out", "partitioned")
 
 
 def test_pool_gives_the_bins_of_a_single_worker(single):
@@ -224,9 +236,8 @@ def test_bad_input_is_one_line_naming_the_problem(single, tmp_path, case):
 
 
 def test_disk_full_is_named():
-    final = {"start": np.array([0]), "tokens": np.array([3]), "shard": np.array([0])}
-    with pytest.raises(UserError, match="disk full while writing /dev/full"):
-        prepare.write_bin("/dev/full", [0], [io.BytesIO(np.arange(3, dtype=np.uint16).tobytes())], final, chunk=1)
+    with open("/dev/full", "wb", buffering=0) as f, pytest.raises(UserError, match="disk full while writing /dev/full"):
+        prepare.append_docs(f, "/dev/full", np.arange(3, dtype=np.uint16), np.array([0]), np.array([3]), [0])
 
 
 def test_val_follows_the_train_shares_or_the_report_says_why(single, capsys):
@@ -251,7 +262,7 @@ def imports_of(path):
 
 def test_no_import_cycle_among_the_data_modules():
     """Imports inside functions count too: a cycle hidden in a function is still a cycle."""
-    data = ["prepare", "sources", "shards", "dedup", "dedup_benchmark", "contamination", "mix", "clean", "tokenizer",
+    data = ["prepare", "sources", "shards", "dedup", "dedup_shards", "dedup_benchmark", "contamination", "mix", "clean", "tokenizer",
             "prepare_report", "common"]
     graph = {m: imports_of(ROOT / f"{m}.py") for m in data}
 
