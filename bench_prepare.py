@@ -3,6 +3,7 @@ bench_prepare.py: prepare.py at scale on generated web-like text: throughput, me
 
     python bench_prepare.py --mb 250                 # ~250 MB of .jsonl.zst -> prepare -> a table of figures
     python bench_prepare.py --mb 1000 --workers 2 --keep   # keep data/bench/ to look at
+    python bench_prepare.py --mb 250,1000,10000      # the issue's three sizes, figures side by side (~1 h)
     python bench_prepare.py --mb 10000 --reuse-input       # again on the input a run before generated
     python bench_prepare.py --mb 10000 --reuse-input --reuse-cache --keep   # after a crash: the late stages only
 
@@ -133,8 +134,10 @@ def du(path):
 
 
 def main(argv=None):
+    """-> one list of (figure, value) rows per size, also printed side by side, one column per size."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-    p.add_argument("--mb", type=float, default=250, help="MB of text to generate")
+    p.add_argument("--mb", default="250", help="MB of text to generate; several sizes comma-separated "
+                   "(250,1000,10000: one after another, the figures side by side)")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--executor", default="pool", choices=["pool", "ray"])
     p.add_argument("--dir", default="data/bench", help="input, cache and dataset go here")
@@ -143,12 +146,21 @@ def main(argv=None):
     p.add_argument("--reuse-cache", action="store_true", help="keep the stage cache of a run before: only the "
                    "stages it lacks are recomputed (their rows say 'reused'), e.g. after a crash in a late stage")
     a = p.parse_args(argv)
-    root = Path(a.dir) / f"{a.mb:g}mb"
-    truth = reused_input(root, a.mb) if a.reuse_input else None
+    sizes = [float(mb) for mb in a.mb.split(",")]
+    tables = [measure(mb, a) for mb in sizes]
+    print("\n".join(f"{label:<40} " + "  ".join(f"{str(t[i][1]):>22}" for t in tables)
+                    for i, (label, _) in enumerate(tables[0])))
+    return tables
+
+
+def measure(mb, a):
+    """Generate (or reuse) mb MB of input, run prepare.py on it from an empty cache -> the figure rows."""
+    root = Path(a.dir) / f"{mb:g}mb"
+    truth = reused_input(root, mb) if a.reuse_input else None
     if truth is None:
         shutil.rmtree(root, ignore_errors=True)
         t0 = time.perf_counter()
-        truth = generate(root / "input", a.mb, "data/cache")
+        truth = generate(root / "input", mb, "data/cache")
         (root / "truth.json").write_text(json.dumps(truth))
         print(f"generated {truth['bytes'] / 1e6:.0f} MB in {time.perf_counter() - t0:.0f} s: "
               f"{len(truth['planted']):,} planted copies, {truth['banner_lines']:,} banner lines")
@@ -165,6 +177,7 @@ def main(argv=None):
     rows = [("input MB", f"{truth['bytes'] / 1e6:.0f}"), ("seconds", meta["seconds"]),
             ("MB/s end to end", meta["raw_mb_per_s"]),
             ("peak RSS driver MB", max(v["peak_rss_mb"] for v in meta["stages"].values())),
+            ("peak RSS driver MB, stage by stage", " ".join(f"{v['peak_rss_mb']:.0f}" for v in meta["stages"].values())),
             ("peak RSS largest worker MB", max(v.get("worker_peak_rss_mb", 0) for v in meta["stages"].values())),
             ("disk: cache MB", du(root / "cache") // 10**6), ("disk: dataset MB", du(root / "out") // 10**6),
             ("dedup precision", f"{tp / max(1, len(removed)):.4f}"), ("dedup recall", f"{tp / max(1, len(planted)):.4f}"),
@@ -183,7 +196,6 @@ def main(argv=None):
     idle = driver + workers / (a.workers or os.cpu_count())
     rows += [("CPU seconds: driver + workers", f"{driver:.0f} + {workers:.0f} = {mb / (driver + workers):.2f} MB per CPU-second"),
              ("projected on idle cores: s, MB/s", f"{idle:.0f}, {mb / idle:.2f}")]
-    print("\n".join(f"{k:<40} {v}" for k, v in rows))
     if not a.keep:
         shutil.rmtree(root, ignore_errors=True)
     return rows

@@ -152,6 +152,21 @@ def test_an_edited_input_file_changes_the_clean_key(single):
     assert keys_for(root)["clean"] != before["clean"]
 
 
+def test_an_edited_global_step_changes_its_key_not_the_shards(single, tmp_path, monkeypatch):
+    """Dedup, line counts, split and mix run in the driver (prepare.py, dedup_shards.py, mix.py): an edit
+    there must not reuse their cached results, and need not recompute the shards' cleaning."""
+    root, _ = single
+    before = keys_for(root)
+    for name in set(shards.GLOBAL_STEP_FILES) | {"sources.py", "clean.py", "tokenizer.py"}:
+        shutil.copy(shards.ROOT / name, tmp_path / name)
+    monkeypatch.setattr(shards, "ROOT", tmp_path)
+    assert keys_for(root) == before
+    with open(tmp_path / "mix.py", "a") as f:
+        f.write("\n# an edit\n")
+    after = keys_for(root)
+    assert after["clean"] == before["clean"] and all(after[s] != before[s] for s in ("dedup", "lines", "tokenizer"))
+
+
 def test_max_doc_mb_recomputes_the_documents(single):
     root, meta = single
     again = run(root, "--workers", "1", "--max-doc-mb", "0.0005", out="pieces")  # files above 500 bytes: pieces
