@@ -183,7 +183,8 @@ def cluster_roots(pairs):
     pair and the smallest id of its cluster (the copy that is kept). Union-find as array operations: each
     round gives both ends of every pair the smaller of their labels, then jumps every label to its label's
     label; labels only fall and stay inside a cluster, so they settle on its smallest member in about
-    log(cluster diameter) rounds. ~40 bytes a pair, where a dict of Python ints took ~200."""
+    log(cluster diameter) rounds. 94 bytes a pair at the peak, where a dict of Python ints and the pairs
+    as tuples took ~290 (tracemalloc, 1M random pairs)."""
     nodes, ends = np.unique(np.asarray(pairs, dtype=np.int64).reshape(-1, 2), return_inverse=True)
     ends = ends.reshape(-1, 2)
     label = np.arange(len(nodes))
