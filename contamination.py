@@ -167,8 +167,8 @@ def check_train(clean_dirs, index, picks_dir, is_val, boilerplate, args, work, o
         np.save(table_path, table)
         tasks, sizes = [], []
         for k, d in enumerate(clean_dirs):
-            picks = picks_dir / f"{k}.npy"
-            if picks.exists() and len(np.load(picks, mmap_mode="r")):
+            picks = picks_dir / f"{k}.npy"  # prepare.write_bins wrote one per shard
+            if len(np.load(picks, mmap_mode="r")):
                 tasks.append((d, str(picks), boilerplate, table_path, n))
                 sizes.append(int(np.load(d / "offsets.npy")[-1]))
         hit = np.zeros(len(table), dtype=bool)  # which table n-grams train contains, ORed in shard by shard

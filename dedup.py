@@ -363,19 +363,18 @@ def bucket_pairs(keys, ids, max_bucket=50):
 def lsh_pairs(band_columns, signatures_of, threshold, exact=None):
     """band_columns: iterable of (keys, ids) per band; signatures_of(ids) -> (len(ids), num_perm);
     exact(i, j): the true Jaccard, for the pairs is_duplicate cannot decide by estimate.
-    -> (verified pairs (m, 2) int64, their estimated Jaccard (m,), number of candidates): arrays, since
-    on web data a third of the documents may be near copies."""
+    -> (verified pairs (m, 2) int64, number of candidates): an array, since on web data a third of the
+    documents may be near copies."""
     cand = np.unique(np.concatenate([bucket_pairs(k, d) for k, d in band_columns] or [np.zeros((0, 2), np.int64)]),
                      axis=0)
-    pairs, estimates = [np.zeros((0, 2), np.int64)], [np.zeros(0)]
+    pairs = [np.zeros((0, 2), np.int64)]
     for start in range(0, len(cand), 100_000):                          # bounded: 100k pairs at a time
         c = cand[start:start + 100_000]
         a = signatures_of(c[:, 0])
         est = (a == signatures_of(c[:, 1])).mean(1)
         ok = [is_duplicate(i, j, e, threshold, a.shape[1], exact) for (i, j), e in zip(c.tolist(), est.tolist())]
         pairs.append(c[np.array(ok, dtype=bool)])
-        estimates.append(est[np.array(ok, dtype=bool)])
-    return np.concatenate(pairs), np.concatenate(estimates), len(cand)
+    return np.concatenate(pairs), len(cand)
 
 
 def exact_jaccard(a, b, n=NGRAM):

@@ -44,6 +44,11 @@ def partitioned(index, n_parts, read):
         yield np.concatenate(keys), None if any(i is None for i in ids) else np.concatenate(ids)
 
 
+def with_words_kept(clean_dirs, index, k, removed):
+    """(n_k,) bool: shard k's documents that have words (an empty text is nobody's copy) and are not removed."""
+    return np.load(clean_dirs[k] / "has_words.npy") & shards.kept_mask(index, k, removed)
+
+
 def exact_pairs(clean_dirs, index, n_parts):
     """(m, 2) (first, later) global ids of exact copies: the normalised-text keys, one partition at a time."""
     def read(k):
@@ -58,7 +63,7 @@ def write_band_keys(clean_dirs, index, band_dir, bands, rows, later):
     exact copy: `later`, sorted global ids): row 0 their positions in the shard, row 1 + b their key in
     band b. Reading one band of one shard is then two contiguous reads, with no mask to rebuild."""
     for k, d in enumerate(tqdm(clean_dirs, desc="dedup: band keys", leave=False)):
-        local = np.flatnonzero(np.load(d / "has_words.npy") & shards.shard_mask(index, k, later, False))
+        local = np.flatnonzero(with_words_kept(clean_dirs, index, k, later))
         sig = shards.signatures_in(d)  # in slices of 100k documents: bounded however big the shard
         keys = [dedup.band_keys(sig[local[a:a + 100_000]].T, bands, rows) for a in range(0, len(local), 100_000)]
         np.vstack([local.astype(np.uint64), np.concatenate(keys or [np.zeros((bands, 0), np.uint64)], axis=1)]
@@ -91,9 +96,9 @@ def deduplicate(clean_dirs, index, args, work):
 
         def true_jaccard(i, j):  # for the few pairs the signature estimate cannot decide (dedup.is_duplicate)
             return dedup.exact_jaccard(shards.text_of(clean_dirs, index, i), shards.text_of(clean_dirs, index, j))
-        near, _, n_cand = dedup.lsh_pairs(band_columns(index, band_dir, bands, n_parts),
-                                          lambda i: shards.signatures_of(clean_dirs, index, i),
-                                          args.dedup_threshold, true_jaccard)
+        near, n_cand = dedup.lsh_pairs(band_columns(index, band_dir, bands, n_parts),
+                                       lambda i: shards.signatures_of(clean_dirs, index, i),
+                                       args.dedup_threshold, true_jaccard)
     finally:
         shutil.rmtree(band_dir, ignore_errors=True)
     nodes, root = dedup.cluster_roots(np.concatenate([exact, near]))
@@ -117,11 +122,10 @@ def deduplicate(clean_dirs, index, args, work):
 def near_misses(clean_dirs, index, removed, threshold, max_docs=2000):
     """The closest pairs left in per source among the first max_docs kept documents: what dedup spared."""
     ids = []
-    for k, d in enumerate(clean_dirs):
+    for k in range(len(clean_dirs)):
         if sum(map(len, ids)) >= max_docs:
             break
-        keep = np.load(d / "has_words.npy") & shards.shard_mask(index, k, removed, False)
-        ids.append(index["first"][k] + np.flatnonzero(keep))
+        ids.append(index["first"][k] + np.flatnonzero(with_words_kept(clean_dirs, index, k, removed)))
     ids = np.concatenate(ids or [np.zeros(0, np.int64)])[:max_docs]
     source = index["source"][shards.locate(index, ids)[0]]
     pairs = dedup.closest_pairs(shards.signatures_of(clean_dirs, index, ids).T, source.tolist(), threshold)
@@ -143,7 +147,7 @@ def boilerplate_lines(clean_dirs, index, removed, min_docs):
 
     def read(k):  # the line keys of shard k's kept documents
         lines, counts = shards.line_keys_in(clean_dirs[k]), np.load(clean_dirs[k] / "line_counts.npy")
-        return lines[np.repeat(shards.shard_mask(index, k, removed, False), counts)], None
+        return lines[np.repeat(shards.kept_mask(index, k, removed), counts)], None
     found = []
     for keys, _ in partitioned(index, n_parts, read):
         values, n = np.unique(keys, return_counts=True)

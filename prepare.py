@@ -66,11 +66,16 @@ def kept_counts(index, removed):
 SPLIT_SALT, MIX_SALT = 0, 1  # shards.doc_random's salt per use (the tokenizer sample is 2, contamination's 3)
 
 
+def split_keys(index, k, removed, seed):
+    """Shard k's kept mask and every document's split key, (n_k,) each."""
+    keep = shards.kept_mask(index, k, removed)
+    return keep, shards.doc_random(seed, index["first"][k] + np.arange(len(keep)), SPLIT_SALT)
+
+
 def shard_split(index, k, removed, val_limit, seed):
     """Shard k's (keep, is_val) masks, (n_k,) bool each: rebuilt when needed, never held for all shards.
-    A kept document is val when its random key is at most its source's limit (mix.val_thresholds)."""
-    keep = shards.shard_mask(index, k, removed, False)
-    key = shards.doc_random(seed, index["first"][k] + np.arange(len(keep)), SPLIT_SALT)
+    A kept document is val when its split key is at most its source's limit (mix.val_thresholds)."""
+    keep, key = split_keys(index, k, removed, seed)
     return keep, keep & (key <= val_limit[index["source"][k]])
 
 
@@ -330,8 +335,10 @@ def build(args, argv, out, tmp_out, work):
                               args.no_cache, "lines")
     lap(stages, "line counts", distinct_lines_removed=int(len(boilerplate)))
 
-    val_limit = mix.val_thresholds(kept, index["source"], names, args.val_frac, lambda k: shards.doc_random(
-        args.seed, index["first"][k] + np.flatnonzero(shards.shard_mask(index, k, removed, False)), SPLIT_SALT))
+    def kept_keys(k):
+        keep, key = split_keys(index, k, removed, args.seed)
+        return key[keep]
+    val_limit = mix.val_thresholds(kept, index["source"], names, args.val_frac, kept_keys)
     if (val_limit < 0).all():  # by document: one document per source leaves nothing to validate on
         raise UserError(f"{', '.join(names)}: every source has a single document after cleaning and dedup, so "
                         f"there is nothing to hold out for val.bin; give several files (or a .jsonl of "

@@ -340,10 +340,10 @@ def in_shard(index, k, ids):
     return ids[a:b] - index["first"][k]
 
 
-def shard_mask(index, k, ids, value=True):
-    """(n_k,) bool over shard k's documents: `value` where the document is among sorted global ids."""
-    mask = np.full(int(index["first"][k + 1] - index["first"][k]), not value)
-    mask[in_shard(index, k, ids)] = value
+def kept_mask(index, k, removed):
+    """(n_k,) bool over shard k's documents: False where the document is among sorted global ids removed."""
+    mask = np.ones(int(index["first"][k + 1] - index["first"][k]), dtype=bool)
+    mask[in_shard(index, k, removed)] = False
     return mask
 
 
